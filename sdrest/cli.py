@@ -1,0 +1,277 @@
+"""The `sdrest` command: `serve`, `models`, `inspect`, `hash`, `convert`, `version`.
+
+Flags mirror settings (`--models-dir` is `SDREST_MODELS_DIR` is `models_dir` in the config file); exit status 0 on
+success, 1 on a failure the message explains, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sdrest import __version__
+from sdrest.library import convert as converter
+from sdrest.library.catalog import Catalog, ModelFile, UnknownModel, inspect_file
+from sdrest.library.folders import create_folders
+from sdrest.library.hashing import hashes_of, legacy_hash, sha256_file
+from sdrest.library.plan import PlanError, make_plan
+from sdrest.progress import Bar
+from sdrest.settings import Settings, SettingsError, load_settings
+
+
+class CliError(Exception):
+    """A failure to report in one line and exit 1."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models-dir", type=Path, help="model library (SDREST_MODELS_DIR)")
+    parser.add_argument("--data-dir", type=Path, help="state: caches, jobs, outputs (SDREST_DATA_DIR)")
+    parser.add_argument("--config", type=Path, help="TOML config file (SDREST_CONFIG)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdrest", description="Image and video generation server over stable-diffusion.cpp"
+    )
+    parser.add_argument("--version", action="version", version=f"sdrest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="list the model library")
+    _common(models)
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    inspect = sub.add_parser("inspect", help="show what a model file is and how it would load")
+    _common(inspect)
+    inspect.add_argument("file", help="a path, or a model's name in the library")
+    inspect.add_argument("--json", action="store_true")
+
+    hash_ = sub.add_parser("hash", help="SHA-256, AutoV2 and legacy hashes of model files")
+    _common(hash_)
+    hash_.add_argument("files", nargs="+")
+    hash_.add_argument("--json", action="store_true")
+
+    conv = sub.add_parser("convert", help="quantize a model to GGUF into the library")
+    _common(conv)
+    conv.add_argument("source", help="a path, or a model's name in the library")
+    conv.add_argument("--type", required=True, choices=converter.CONVERT_TYPES, metavar="TYPE",
+                      help=f"one of {', '.join(converter.CONVERT_TYPES)}")  # fmt: skip
+    conv.add_argument("-o", "--output", help="output file (a bare name goes into the source's library folder)")
+    conv.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    version = sub.add_parser("version", help="sdrest, binding, sd.cpp and the compute backend it was built with")
+    version.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (CliError, SettingsError, UnknownModel) as e:
+        print(f"sdrest {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {k: getattr(args, k, None) for k in ("models_dir", "data_dir", "config")}
+    return load_settings(flags)
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return Catalog(settings.models_path, settings.data_dir / "library.sqlite3")
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
+
+
+def describe(entry: ModelFile, library: Sequence[ModelFile]) -> dict[str, Any]:
+    """A model as `--json` shows it: the entry, `broken`, and `plan` (binding arguments) or `plan_error`."""
+    out: dict[str, Any] = msgspec.to_builtins(entry)
+    out["broken"] = entry.broken
+    out["plan"] = None
+    if entry.role in ("checkpoint", "diffusion_model") and not entry.broken:
+        try:
+            plan = make_plan(entry, library)
+        except PlanError as e:
+            out["plan_error"] = str(e)
+        else:
+            out["plan"] = plan.args
+            out["companions"] = plan.companions
+            out["warnings"] = plan.warnings
+    return out
+
+
+# -- commands ---------------------------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.models_path.exists():
+        create_folders(settings.models_path)
+    catalog = _catalog(settings)
+    entries = catalog.scan(progress=None if args.json else lambda name: print(f"reading {name}", file=sys.stderr))
+    if args.json:
+        _print_json([describe(e, entries) for e in entries])
+        return 0
+    if not entries:
+        print(f"No model files under {settings.models_path}. Put them in its typed folders (see README.md).")
+        return 0
+    rows = [("NAME", "ROLE", "ARCHITECTURE", "SIZE", "FORMAT", "WARNINGS")]
+    for e in entries:
+        notes = e.error if e.broken else "; ".join(describe(e, entries).get("plan_error", "") or e.warnings)
+        fmt = e.format or "-"
+        if e.details.get("quantization"):
+            fmt += f" {e.details['quantization']}"
+        rows.append((e.name, "broken" if e.broken else e.role, e.architecture or "-", _size(e.size), fmt, notes or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    return 0
+
+
+def _resolve(catalog: Catalog, given: str) -> ModelFile:
+    """A library entry for a name or a path; a file outside the library is inspected on its own."""
+    path = Path(given)
+    if path.is_file():
+        resolved = str(path.resolve())
+        for entry in catalog.entries:
+            if entry.path == resolved:
+                return entry
+        return inspect_file(path.resolve(), path.name)[0]
+    if path.exists():
+        raise CliError(f"{given} is not a file")
+    return catalog.get(given)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    catalog = _catalog(_settings(args))
+    catalog.scan()
+    entry = _resolve(catalog, args.file)
+    info = describe(entry, catalog.entries)
+    _, metadata = inspect_file(Path(entry.path), entry.name) if not entry.broken else (None, {})
+    info["metadata"] = metadata
+    if args.json:
+        _print_json(info)
+        return 0 if not entry.broken else 1
+    print(f"{entry.name}  ({_size(entry.size)}, {entry.format or 'unreadable'})")
+    if entry.broken:
+        print(f"  broken: {entry.error}")
+        return 1
+    print(f"  role:          {entry.role}")
+    print(
+        f"  architecture:  {entry.architecture or '-'}"
+        + (f"  (sd.cpp: {entry.sd_version})" if entry.sd_version else "")
+    )
+    for key, value in entry.details.items():
+        print(f"  {key + ':':<14} {value}")
+    if info["plan"]:
+        print("  loads as:")
+        for arg, path in info["plan"].items():
+            print(f"    {arg:<34} {path}")
+    if info.get("plan_error"):
+        print(f"  cannot load:   {info['plan_error']}")
+    for warning in info.get("warnings", []):
+        print(f"  warning:       {warning}")
+    if metadata:
+        print("  metadata:")
+        for key, value in metadata.items():
+            print(f"    {key}: {value if len(value) < 200 else value[:200] + '…'}")
+    return 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    catalog = _catalog(_settings(args))
+    catalog.scan()
+    results: list[dict[str, Any]] = []
+    for given in args.files:
+        entry = _resolve(catalog, given)
+        path = Path(entry.path)
+        cached = catalog.cached_hashes(entry)
+        if cached:
+            hashes = hashes_of(*cached)
+        else:
+            bar = Bar(Path(entry.name).name, unit="bytes")
+            hashes = hashes_of(sha256_file(path, progress=bar), legacy_hash(path))
+            bar.close()
+            catalog.store_hashes(entry, hashes.sha256, hashes.legacy)
+        results.append({"path": str(path), **msgspec.to_builtins(hashes)})
+        if not args.json:
+            print(f"{hashes.sha256}  {given}")
+    if args.json:
+        _print_json(results)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    catalog.scan()
+    source = _resolve(catalog, args.source)
+    src = Path(source.path)
+    folder = src.parent if src.is_relative_to(catalog.models_dir) else settings.models_path / _folder_for(source)
+    if args.output is None:
+        output = converter.default_output(src, args.type, folder)
+    elif Path(args.output).name == args.output:
+        output = folder / args.output
+    else:
+        output = Path(args.output)
+    bar = Bar(f"{src.name} → {args.type}")
+    try:
+        converter.convert(src, output, args.type, force=args.force, progress=bar)
+    except converter.ConvertError as e:
+        raise CliError(str(e)) from e
+    finally:
+        bar.close()
+    print(output)
+    return 0
+
+
+def _folder_for(entry: ModelFile) -> str:
+    from sdrest.library.folders import FOLDERS
+
+    for folder, role in FOLDERS.items():
+        if role == entry.role:
+            return folder
+    return "checkpoints"
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from sdrest.engine import oneshot
+
+    try:
+        info = {"sdrest": __version__, **oneshot.run("backend_info")}
+    except oneshot.EngineCrashed as e:
+        raise CliError(f"the stable-diffusion.cpp binding does not load: {e}") from e
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"sdrest {info['sdrest']}")
+    print(f"stable-diffusion-cpp-python {info['binding']} (sd.cpp {info['sd_cpp']})")
+    print(f"backend: {info['backend']} (compiled in: {', '.join(info['backends'])})")
+    tinyblas = "on" if info["tinyblas"] else "off"
+    print(f"CPU: {info['physical_cores']} physical cores; {' '.join(info['cpu_features'])}; tinyBLAS {tinyblas}")
+    return 0
+
+
+_COMMANDS = {
+    "models": cmd_models,
+    "inspect": cmd_inspect,
+    "hash": cmd_hash,
+    "convert": cmd_convert,
+    "version": cmd_version,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

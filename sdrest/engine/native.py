@@ -1,0 +1,178 @@
+"""The one module that imports `stable_diffusion_cpp`; it only ever runs inside a child process.
+
+The binding's failures are process-wide (aborts, NULL contexts that segfault later) and its callbacks and verbosity
+are process-global, so whoever imports this module must be a process the server can lose. The helpers here turn the
+binding's quirks (see the fixture-layouts README) into plain Python behaviour: log lines go to a sink, progress goes to
+a sink, failures raise `NativeError` with the lines sd.cpp logged.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import stable_diffusion_cpp as sd_cpp
+from stable_diffusion_cpp import stable_diffusion_cpp as _low
+from stable_diffusion_cpp.stable_diffusion import GGML_TYPE_MAP
+from stable_diffusion_cpp.stable_diffusion import PREVIEW_MAP as _PREVIEW_MODES
+
+LEVELS = {0: "debug", 1: "info", 2: "warning", 3: "error"}
+
+
+class NativeError(RuntimeError):
+    """sd.cpp reported a failure; the message carries the error lines it logged."""
+
+
+_recent: collections.deque[tuple[str, str]] = collections.deque(maxlen=50)
+_log_sink: Callable[[str, str], None] | None = None
+_progress_sink: Callable[[int, int, float], None] | None = None
+
+
+@_low.sd_log_callback
+def _on_log(level: int, text: bytes, data: Any) -> None:
+    line = text.decode("utf-8", "replace").rstrip()
+    if not line:
+        return
+    name = LEVELS.get(level, "info")
+    _recent.append((name, line))
+    if _log_sink is not None:
+        _log_sink(name, line)
+
+
+@_low.sd_progress_callback
+def _on_progress(step: int, steps: int, seconds_per_step: float, data: Any) -> None:
+    if _progress_sink is not None:
+        _progress_sink(step, steps, seconds_per_step)
+
+
+# Installed at import, replacing the wrapper's own callback (which prints to stderr and inverts the levels). The
+# callback objects live at module level so ctypes never frees them while sd.cpp holds the pointers.
+_low.sd_set_log_callback(_on_log, ctypes.c_void_p(0))
+_low.sd_set_progress_callback(_on_progress, ctypes.c_void_p(0))
+
+
+def set_log_sink(sink: Callable[[str, str], None] | None) -> None:
+    """Send every sd.cpp log line to `sink(level, text)`."""
+    global _log_sink
+    _log_sink = sink
+
+
+def set_progress_sink(sink: Callable[[int, int, float], None] | None) -> None:
+    """Send sd.cpp's progress (step, steps, seconds per step) to `sink`."""
+    global _progress_sink
+    _progress_sink = sink
+
+
+def recent_log(errors_only: bool = False) -> list[str]:
+    """The last lines sd.cpp logged (`file.cpp:line - message`), or only its errors."""
+    return [line for level, line in _recent if not errors_only or level == "error"]
+
+
+def backend_info() -> dict[str, Any]:
+    """What this build of the binding is: versions, ggml backends compiled in, CPU features."""
+    lib = _low._lib
+    backends: list[str] = []
+    if hasattr(lib, "ggml_backend_reg_count"):
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+        for i in range(lib.ggml_backend_reg_count()):
+            backends.append(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)).decode())
+    llamafile = bool(lib.ggml_cpu_has_llamafile()) if hasattr(lib, "ggml_cpu_has_llamafile") else False
+    system = _low.sd_get_system_info().decode("utf-8", "replace")
+    features = [part.split("=")[0].strip() for part in system.split("|") if part.strip().endswith("= 1")]
+    accelerators = [b for b in backends if b.upper() != "CPU"]
+    return {
+        "binding": sd_cpp.__version__,
+        "sd_cpp": _low.sd_version().decode(),
+        "sd_cpp_commit": _low.sd_commit().decode(),
+        "backends": backends,
+        "backend": accelerators[0] if accelerators else "CPU",
+        "tinyblas": llamafile,
+        "cpu_features": [f.removeprefix("System Info:").strip() for f in features],
+        "physical_cores": int(_low.sd_get_num_physical_cores()),
+    }
+
+
+def convert(source: str, output: str, output_type: str) -> None:
+    """Convert `source` to GGUF (or safetensors, by `output`'s suffix) with tensors of `output_type`."""
+    if output_type not in GGML_TYPE_MAP:
+        raise NativeError(f"the binding has no type {output_type!r}")
+    _recent.clear()
+    ok = _low.convert(source.encode(), b"", output.encode(), int(GGML_TYPE_MAP[output_type]), b"", True)
+    if not ok:
+        raise NativeError("; ".join(recent_log(errors_only=True)) or "sd.cpp could not convert the file")
+
+
+# -- models and generation --------------------------------------------------------------------------------------------
+
+PreviewFn = Callable[[int, list[Any], bool], None]
+_preview_sink: PreviewFn | None = None
+_preview_owner: Any = None
+
+
+@_low.sd_preview_callback
+def _on_preview(step: int, frame_count: int, frames: Any, is_noisy: bool, data: Any) -> None:
+    if _preview_sink is not None and _preview_owner is not None:
+        _preview_sink(step, _preview_owner._sd_image_t_p_to_images(frames, frame_count, 1), bool(is_noisy))
+
+
+class Model:
+    """A loaded sd.cpp context. Construction raises `NativeError` instead of leaving the NULL context the binding
+    returns on a failed load (which would segfault on first use or on free)."""
+
+    def __init__(self, args: dict[str, str], **options: Any) -> None:
+        _recent.clear()
+        self.sd = sd_cpp.StableDiffusion(**args, **options, verbose=False)
+        if not self.sd._model.model:
+            self.sd._model.model = None  # the wrapper would pass the NULL pointer to free_sd_ctx
+            detail = "; ".join(recent_log(errors_only=True)) or "no error was logged"
+            raise NativeError(f"sd.cpp could not load the model: {detail}")
+
+    def generate(
+        self,
+        params: dict[str, Any],
+        preview: PreviewFn | None = None,
+        preview_method: str = "proj",
+        preview_interval: int = 1,
+    ) -> list[Any]:
+        """Images (PIL, RGBA) for `params` (generate_image's keywords). The wrapper's own callback arguments are never
+        used: it keeps their C pointers only for the length of one call, and sd.cpp calls them again later."""
+        global _preview_sink, _preview_owner
+        params = {"eta": float("inf"), **params}  # sd.cpp's automatic eta, as sd-cli and sd-server use
+        if preview is not None:
+            _preview_sink, _preview_owner = preview, self.sd
+            mode = int(_PREVIEW_MODES[preview_method])
+            _low.sd_set_preview_callback(_on_preview, mode, preview_interval, True, False, ctypes.c_void_p(0))
+        try:
+            return list(self.sd.generate_image(**params))
+        finally:
+            if preview is not None:
+                _low.sd_set_preview_callback(
+                    _on_preview, int(_PREVIEW_MODES["none"]), 1, True, False, ctypes.c_void_p(0)
+                )
+                _preview_sink = _preview_owner = None
+
+    def close(self) -> None:
+        self.sd.close()
+
+
+def generate_once(args: dict[str, str], params: dict[str, Any], options: dict[str, Any]) -> list[bytes]:
+    """Load, generate, return PNG bytes: one call for tests and one-off jobs."""
+    import io
+
+    model = Model(args, **options)
+    try:
+        images = model.generate(params)
+    finally:
+        model.close()
+    out = []
+    for image in images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out

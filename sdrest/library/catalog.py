@@ -1,0 +1,185 @@
+"""The model library: every model file under the models directory, detected once and remembered in SQLite.
+
+Rows are keyed by absolute path and invalidated by size and modification time, so a rescan of an unchanged library
+reads no file at all: one directory walk, one `stat` per file, one SELECT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sdrest.library.detect import Detection, detect
+from sdrest.library.folders import folder_role, iter_model_files, library_roots
+from sdrest.library.headers import HeaderError, read_header
+
+
+class ModelFile(msgspec.Struct, omit_defaults=True):
+    """One file of the library as `sdrest models --json` and the API show it."""
+
+    name: str  # path relative to the library root, with forward slashes: the name clients use
+    path: str
+    size: int
+    mtime_ns: int
+    role: str
+    architecture: str | None = None
+    format: str | None = None
+    sd_version: str | None = None
+    load_as: str | None = None
+    details: dict[str, Any] = {}
+    warnings: list[str] = []
+    error: str | None = None  # set for a file that cannot be read: it is listed as broken, never loaded
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+
+class UnknownModel(LookupError):
+    """No model of that name in the library (or more than one: the message says which)."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    entry BLOB NOT NULL,
+    sha256 TEXT,
+    legacy_hash TEXT
+)
+"""
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(ModelFile).decode
+
+
+def inspect_file(path: Path, name: str, folder: str | None = None) -> tuple[ModelFile, dict[str, str]]:
+    """Read and detect one file; a file that cannot be read becomes a broken entry, never an exception."""
+    stat = path.stat()
+    try:
+        header = read_header(path)
+    except HeaderError as e:
+        entry = ModelFile(name, str(path), stat.st_size, stat.st_mtime_ns, "unknown", error=str(e))
+        return entry, {}
+    found: Detection = detect(header, filename=path.name, folder_role=folder)
+    entry = ModelFile(
+        name,
+        str(path),
+        stat.st_size,
+        stat.st_mtime_ns,
+        found.role,
+        found.architecture,
+        header.format,
+        found.sd_version,
+        found.load_as,
+        found.details,
+        found.warnings,
+    )
+    return entry, header.metadata
+
+
+class Catalog:
+    """The library under `models_dir`, with its metadata cache at `cache_path`."""
+
+    def __init__(self, models_dir: Path, cache_path: Path) -> None:
+        self.models_dir = models_dir.resolve()
+        self.cache_path = cache_path
+        self._lock = threading.Lock()
+        self._entries: dict[str, ModelFile] = {}
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.cache_path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def scan(self, progress: Callable[[str], None] | None = None) -> list[ModelFile]:
+        """Walk the library, detect new or changed files, forget vanished ones; returns all entries by name."""
+        with self._lock, closing(self._connect()) as db:
+            cached = {row[0]: row[1:] for row in db.execute("SELECT path, size, mtime_ns, entry FROM files")}
+            entries: dict[str, ModelFile] = {}
+            changed: list[tuple[str, int, int, bytes]] = []
+            for path, relative in iter_model_files(self.models_dir):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue  # vanished (or a dangling link) between the walk and now
+                name = relative.as_posix()
+                row = cached.get(str(path))
+                if row and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
+                    entry = _decode(row[2])
+                    if entry.name != name:
+                        entry.name = name
+                else:
+                    if progress is not None:
+                        progress(name)
+                    entry, _ = inspect_file(path, name, folder_role(relative))
+                    changed.append((str(path), entry.size, entry.mtime_ns, _encode(entry)))
+                entries[name] = entry
+            seen = {e.path for e in entries.values()}
+            roots = library_roots(self.models_dir)
+            gone = [(p,) for p in cached if p not in seen and any(_under(Path(p), r) for r in roots)]
+            with db:
+                # A changed file loses its cached hashes along with its detection.
+                db.executemany(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, entry) VALUES (?, ?, ?, ?)", changed
+                )
+                db.executemany("DELETE FROM files WHERE path = ?", gone)
+            self._entries = entries
+            return list(entries.values())
+
+    @property
+    def entries(self) -> list[ModelFile]:
+        """The entries of the last scan (scanning first if there was none)."""
+        return list(self._entries.values()) if self._entries else self.scan()
+
+    def get(self, name: str, roles: Iterable[str] | None = None) -> ModelFile:
+        """Find a model by its library name (`checkpoints/x.safetensors`), file name or stem; never by a path
+        outside the library, so no name a client sends can reach other files."""
+        wanted = set(roles) if roles else None
+        candidates = [e for e in self.entries if wanted is None or e.role in wanted]
+        for match in (
+            lambda e: e.name == name,
+            lambda e: Path(e.name).name == name,
+            lambda e: e.stem == name,
+            lambda e: e.name.rsplit(".", 1)[0] == name,
+        ):
+            hits = [e for e in candidates if match(e)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise UnknownModel(f"{name!r} is ambiguous: {', '.join(sorted(h.name for h in hits))}")
+        kinds = f" {'/'.join(sorted(wanted))}" if wanted else ""
+        raise UnknownModel(f"no{kinds} model named {name!r} in the library")
+
+    def cached_hashes(self, entry: ModelFile) -> tuple[str, str] | None:
+        """(sha256, legacy hash) if computed for this exact version of the file."""
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT sha256, legacy_hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+                (entry.path, entry.size, entry.mtime_ns),
+            ).fetchone()
+        return (row[0], row[1]) if row and row[0] else None
+
+    def store_hashes(self, entry: ModelFile, sha256: str, legacy: str) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "UPDATE files SET sha256 = ?, legacy_hash = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
+                (sha256, legacy, entry.path, entry.size, entry.mtime_ns),
+            )
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root)

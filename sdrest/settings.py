@@ -1,0 +1,86 @@
+"""The one settings object, read once and passed down.
+
+Precedence: command-line flag > `SDREST_<NAME>` environment variable > config file (TOML, `--config` or
+`SDREST_CONFIG`) > default. The same names work everywhere: `--models-dir`, `SDREST_MODELS_DIR`, `models_dir = …`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "sdrest"
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every setting of sdrest. README.md documents each one (a test checks)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 7860
+    data_dir: Path = msgspec.field(default_factory=_data_home)
+    models_dir: Path | None = None  # default: <data_dir>/models
+    config: Path | None = None
+    log_level: str = "info"
+    # generation worker
+    threads: Annotated[int, Meta(ge=0)] = 0  # 0: the machine's physical cores
+    idle_unload_seconds: Annotated[float, Meta(ge=0)] = 600.0  # 0: keep the model loaded
+    lora_apply_mode: str = "at_runtime"
+    # queue and outputs
+    queue_size: Annotated[int, Meta(ge=1)] = 100
+    retention_days: Annotated[float, Meta(ge=0)] = 0.0  # 0: keep outputs forever
+    # request limits
+    max_side: Annotated[int, Meta(ge=64)] = 2048
+    max_pixels: Annotated[int, Meta(ge=4096)] = 2048 * 2048
+    max_batch: Annotated[int, Meta(ge=1)] = 8
+    max_prompt_chars: Annotated[int, Meta(ge=1)] = 10000
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+
+FIELDS = Settings.__struct_fields__
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names it and where it came from."""
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge defaults, the config file, `SDREST_*` variables and flags (None-valued flags are "not given")."""
+    env = os.environ if env is None else env
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    from_env = {name: env[f"SDREST_{name.upper()}"] for name in FIELDS if f"SDREST_{name.upper()}" in env}
+    config_path = given.get("config") or from_env.get("config")
+    from_file: dict[str, Any] = {}
+    if config_path:
+        try:
+            from_file = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SettingsError(f"config file {config_path}: {e}") from e
+    merged: dict[str, Any] = {}
+    for source, values in (("config file", from_file), ("environment", from_env), ("flags", given)):
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise SettingsError(f"unknown setting(s) in {source}: {', '.join(unknown)}")
+        merged.update(values)
+    try:
+        # Environment values are strings: let msgspec convert them ("7860" → 7860) the way it validates the rest.
+        return msgspec.convert(merged, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as e:
+        raise SettingsError(f"invalid setting: {e}") from e
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path:
+        return Path(value).expanduser()
+    raise NotImplementedError
