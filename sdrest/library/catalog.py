@@ -20,7 +20,7 @@ from sdrest.library.folders import folder_role, iter_model_files, library_roots
 from sdrest.library.headers import HeaderError, read_header
 
 
-class ModelFile(msgspec.Struct, omit_defaults=True):
+class ModelFile(msgspec.Struct):
     """One file of the library as `sdrest models --json` and the API show it."""
 
     name: str  # path relative to the library root, with forward slashes: the name clients use

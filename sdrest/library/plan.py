@@ -121,7 +121,8 @@ def make_plan(
     for need in needs:
         key = _BY_ARG[need.slot]
         if key in named:
-            found.append(need)
+            # Set by the caller: a file counts as found; null means "without it", searched for no further.
+            (found if named[key] else missing).append(need)
             continue
         pick = _best(entry, library, need)
         if pick is None:
@@ -130,7 +131,7 @@ def make_plan(
             plan.args[need.slot] = pick.path
             plan.companions[key] = pick.name
             found.append(need)
-    _check_missing(entry, arch, needs, missing, found, plan)
+    _check_missing(entry, arch, needs, missing, found, plan, named)
     _pair_noise_levels(entry, library, plan, named)
     return plan
 
@@ -198,7 +199,13 @@ def _label(entry: ModelFile, need: Need) -> str:
 
 
 def _check_missing(
-    entry: ModelFile, arch: Arch, needs: list[Need], missing: list[Need], found: list[Need], plan: Plan
+    entry: ModelFile,
+    arch: Arch,
+    needs: list[Need],
+    missing: list[Need],
+    found: list[Need],
+    plan: Plan,
+    named: Mapping[str, Any],
 ) -> None:
     if not missing:
         return
@@ -211,7 +218,10 @@ def _check_missing(
         have = _join([_label(entry, n) for n in found]) or "none of them"
         raise PlanError(f"{entry.stem} ({arch.label}) needs {_join(wanted)}; the library has {have}")
     for need in missing:
-        plan.warnings.append(f"no {_label(entry, need)} in the library; loading without it")
+        if _BY_ARG[need.slot] in named:
+            plan.warnings.append(f"loading without {_label(entry, need)}, as configured")
+        else:
+            plan.warnings.append(f"no {_label(entry, need)} in the library; loading without it")
 
 
 def _pair_noise_levels(entry: ModelFile, library: Sequence[ModelFile], plan: Plan, named: Mapping[str, Any]) -> None:
