@@ -37,6 +37,11 @@ class Arch(msgspec.Struct, frozen=True):
     default_steps: int = 20
 
     @property
+    def default_sampler(self) -> str:
+        """sd.cpp's choice when none is given: Euler for DiT models, Euler Ancestral for UNets."""
+        return "euler_a" if self.family in ("sd1", "sd2", "sdxl", "svd") else "euler"
+
+    @property
     def any_text_encoder(self) -> bool:
         """Flux-like: CLIP-L or T5-XXL, either is enough, and one of them is needed."""
         return self.family == "flux" and self.id not in ("chroma", "chroma_radiance", "ovis_image")

@@ -57,7 +57,11 @@ CREATE TABLE IF NOT EXISTS files (
     entry BLOB NOT NULL,
     sha256 TEXT,
     legacy_hash TEXT
-)
+);
+CREATE TABLE IF NOT EXISTS crashes (
+    files TEXT PRIMARY KEY,
+    reason TEXT NOT NULL
+);
 """
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ModelFile).decode
@@ -98,7 +102,7 @@ class Catalog:
         self._entries: dict[str, ModelFile] = {}
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.cache_path, timeout=30)
@@ -179,6 +183,33 @@ class Catalog:
                 "UPDATE files SET sha256 = ?, legacy_hash = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
                 (sha256, legacy, entry.path, entry.size, entry.mtime_ns),
             )
+
+    # A set of files that crashed the engine while loading stays marked until one of them changes: the key holds
+    # each file's size and modification time.
+
+    @staticmethod
+    def _files_key(paths: Iterable[str]) -> str:
+        parts = []
+        for path in sorted(set(paths)):
+            try:
+                stat = Path(path).stat()
+            except OSError:
+                return ""
+            parts.append([path, stat.st_size, stat.st_mtime_ns])
+        return _encode(parts).decode()
+
+    def mark_crashed(self, paths: Iterable[str], reason: str) -> None:
+        key = self._files_key(paths)
+        if key:
+            with closing(self._connect()) as db, db:
+                db.execute("INSERT OR REPLACE INTO crashes (files, reason) VALUES (?, ?)", (key, reason))
+
+    def crashed(self, paths: Iterable[str]) -> str | None:
+        """Why these files are marked broken, if they crashed the engine and none of them changed since."""
+        key = self._files_key(paths)
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT reason FROM crashes WHERE files = ?", (key,)).fetchone()
+        return row[0] if row else None
 
 
 def _under(path: Path, root: Path) -> bool:

@@ -15,7 +15,7 @@ import msgspec
 
 from sdrest.library.architectures import BY_VERSION
 from sdrest.library.headers import Header, Tensor
-from sdrest.library.versions import SDVersion, loaded_names, sd_version
+from sdrest.library.versions import SDVersion, detect_version, loaded_names, sd_version
 
 
 class Detection(msgspec.Struct, omit_defaults=True):
@@ -60,11 +60,13 @@ _LORA_MARKERS = (
     ".lokr_w1",
     ".diff_b",
 )
-_LLM_WIDTH_FROM = {
-    # tensor that carries the text width each LLM-conditioned family expects, and which axis holds it
-    "model.diffusion_model.txt_in.weight": 1,
-    "model.diffusion_model.cap_embedder.1.weight": 1,
-}
+# Text input layers (Linear, input width second): Flux/Flux.2/Qwen-Image/Ovis, Z-Image, ERNIE-Image, Anima.
+_TEXT_INPUTS = (
+    "model.diffusion_model.txt_in.weight",
+    "cap_embedder.1.weight",
+    "model.diffusion_model.text_proj.weight",
+    "llm_adapter.blocks.0.cross_attn.k_proj.weight",
+)
 
 
 def detect(header: Header, *, filename: str = "", folder_role: str | None = None) -> Detection:
@@ -73,10 +75,10 @@ def detect(header: Header, *, filename: str = "", folder_role: str | None = None
     hint = _name_hint(filename)
     found = (
         _gguf_text_encoder(header)
+        or _photomaker(names)  # before LoRAs: PhotoMaker files carry LoRA weights for the UNet
         or _lora(names)
         or _controlnet(names)
         or _upscaler(names)
-        or _photomaker(names)
         or _embedding(names)
         or _diffusion(names, hint)
         or _taesd(names)
@@ -137,7 +139,14 @@ def _diffusion(names: Mapping[str, Tensor], hint: str) -> Detection | None:
     loaded = loaded_names(names, load_as)
     details: dict[str, Any] = {}
     if version is None and not is_checkpoint:
-        version = _standalone_unet_version(loaded, details)
+        # A UNet alone: sd.cpp 0.4.7 cannot load it (it picks the text encoders' prefix before it knows the model is a
+        # UNet, then detects nothing), but what it is still matters to the user.
+        unet = _bare_unet_version(loaded, details)
+        if unet is None:
+            return None
+        details["unet_only"] = True
+        arch = BY_VERSION[unet]
+        return Detection("diffusion_model", arch, None, "diffusion_model_path", details)
     if version is None:
         return None
     arch = _refine(version, loaded, hint, details)
@@ -154,10 +163,20 @@ def _diffusion(names: Mapping[str, Tensor], hint: str) -> Detection | None:
     return Detection(role, arch, version.value, load_as, details)
 
 
-def _standalone_unet_version(loaded: Mapping[str, Tensor], details: dict[str, Any]) -> SDVersion | None:
-    """A UNet without its text encoder: sd.cpp decides once the CLIP companions load; emulate them by context width."""
-    to_k = _find(loaded, "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight") or _find(
-        loaded, "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+def _bare_unet_version(loaded: Mapping[str, Tensor], details: dict[str, Any]) -> SDVersion | None:
+    """What a UNet without text encoders would be with them: the CLIP widths follow from its cross-attention width."""
+    to_k = next(
+        (
+            tensor
+            for suffix in (
+                "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+                "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",  # SDXL: no attention in the first level
+                "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+                "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+            )
+            if (tensor := _find(loaded, suffix)) is not None
+        ),
+        None,
     )
     if to_k is None or len(to_k.shape) != 2:
         return None
@@ -174,9 +193,15 @@ def _standalone_unet_version(loaded: Mapping[str, Tensor], details: dict[str, An
         companions[token] = Tensor("F16", (49408, context))
     else:
         return None
-    from sdrest.library.versions import detect_version
-
-    return detect_version([*loaded.items(), *companions.items()])
+    # Diffusers names become sd.cpp's own when it loads them; the tests below only need the UNet's outline.
+    renamed = {
+        n.replace("model.diffusion_model.down_blocks.", "unet.down_blocks.")
+        .replace("model.diffusion_model.mid_block.", "unet.mid_block.")
+        .replace("model.diffusion_model.up_blocks.", "unet.up_blocks.")
+        .replace("model.diffusion_model.conv_in.", "unet.conv_in."): t
+        for n, t in loaded.items()
+    }
+    return detect_version([*renamed.items(), *companions.items()])
 
 
 def _refine(version: SDVersion, loaded: Mapping[str, Tensor], hint: str, details: dict[str, Any]) -> str:
@@ -202,16 +227,17 @@ def _refine(version: SDVersion, loaded: Mapping[str, Tensor], hint: str, details
 
 
 def _text_width(loaded: Mapping[str, Tensor]) -> int | None:
-    for name, axis in _LLM_WIDTH_FROM.items():
-        tensor = loaded.get(name)
+    """The hidden size of the text encoder the model was trained with, read off its text input layer."""
+    for suffix in _TEXT_INPUTS:
+        tensor = _find(loaded, suffix)
         if tensor is not None and len(tensor.shape) == 2:
-            width = tensor.shape[axis]
-            # Flux.2 stacks three hidden layers of its LLM into the text input.
-            if "model.diffusion_model.double_stream_modulation_img.lin.weight" in loaded:
+            width = tensor.shape[1]
+            # Flux.2 feeds three stacked hidden layers of its LLM into the text input.
+            if "model.diffusion_model.double_stream_modulation_img.lin.weight" in loaded and suffix.endswith(
+                "txt_in.weight"
+            ):
                 width //= 3
             return width
-    if "model.diffusion_model.llm_adapter.blocks.0.cross_attn.q_proj.weight" in loaded:
-        return loaded["model.diffusion_model.llm_adapter.blocks.0.cross_attn.q_proj.weight"].shape[-1]
     return None
 
 
@@ -294,7 +320,7 @@ def _upscaler(names: Mapping[str, Tensor]) -> Detection | None:
         scale = 4 if "conv_up2.weight" in names else 2 if "conv_up1.weight" in names else 1
     else:
         return None
-    blocks = {m.group(1) for n in names if (m := re.match(r"(?:body|model\.1\.sub)\.(\d+)\.", n))}
+    blocks = {m.group(1) for n in names if (m := re.match(r"(?:body|model\.1\.sub)\.(\d+)\.(?:rdb|RDB)", n))}
     return Detection("upscaler", "esrgan", details={"scale": scale, "blocks": len(blocks)})
 
 
@@ -385,10 +411,18 @@ def _llm(names: Mapping[str, Tensor], embed: Tensor, vision: bool, gguf_arch: st
 
 
 def _gguf_text_encoder(header: Header) -> Detection | None:
-    """llama.cpp-style GGUF encoders (`blk.N.attn_q`, `token_embd`), named by `general.architecture`."""
-    if header.format != "gguf" or "token_embd.weight" not in header.tensors:
+    """llama.cpp-style GGUF encoders (`blk.N.attn_q`, `token_embd`), named by `general.architecture`, and the vision
+    projectors (mmproj) that go with them."""
+    if header.format != "gguf":
         return None
     gguf_arch = header.metadata.get("general.architecture", "").lower()
+    if gguf_arch == "clip" and _any(header.tensors, "v.blk."):
+        projector = header.metadata.get("clip.projector_type", "")
+        arch = "qwen2_5_vl" if projector.startswith("qwen2.5vl") or projector.startswith("qwen25vl") else "llm"
+        width = int(header.metadata.get("clip.vision.embedding_length", 0) or 0)
+        return Detection("text_encoder", arch, details={"vision": True, "mmproj": True, "hidden_size": width})
+    if "token_embd.weight" not in header.tensors:
+        return None
     embed = header.tensors["token_embd.weight"]
     if "t5" in gguf_arch or _any(header.tensors, "enc.blk."):
         return _t5(embed.shape[0], embed.shape[-1])

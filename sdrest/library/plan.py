@@ -99,6 +99,11 @@ def make_plan(
         raise PlanError(f"{entry.name} cannot be read: {entry.error}")
     if entry.role not in ("checkpoint", "diffusion_model"):
         raise PlanError(f"{entry.name} is a {entry.role}, not a model that generates images")
+    if entry.details.get("unet_only"):
+        raise PlanError(
+            f"{entry.name} is a bare {entry.architecture} UNet, which sd.cpp 0.4.7 cannot load (it does not recognise "
+            "a UNet without its text encoders); use the full checkpoint"
+        )
     side = sidecar(entry)
     settings: dict[str, Any] = {**side, **(preset or {}), **(overrides or {})}
     unknown = sorted(k for k in settings if k not in SLOTS and k not in ("architecture", "model", "params"))
@@ -136,6 +141,24 @@ def make_plan(
     return plan
 
 
+def describe(entry: ModelFile, library: Sequence[ModelFile]) -> dict[str, Any]:
+    """A model as `sdrest models --json` and `GET /api/v1/models` show it: the entry, `broken`, and `plan` (the
+    binding arguments, null for files that do not generate) or `plan_error`."""
+    out: dict[str, Any] = msgspec.to_builtins(entry)
+    out["broken"] = entry.broken
+    out["plan"] = None
+    if entry.role in ("checkpoint", "diffusion_model") and not entry.broken:
+        try:
+            plan = make_plan(entry, library)
+        except PlanError as e:
+            out["plan_error"] = str(e)
+        else:
+            out["plan"] = plan.args
+            out["companions"] = plan.companions
+            out["warnings"] = plan.warnings
+    return out
+
+
 def _architecture(entry: ModelFile, wanted: Any, warnings: list[str]) -> Arch:
     arch = ARCHITECTURES.get(entry.architecture or "")
     if arch is None:
@@ -166,7 +189,8 @@ def _lookup(library: Sequence[ModelFile], name: str, roles: tuple[str, ...], key
 
 
 def _tokens(name: str) -> set[str]:
-    return {t for t in re.split(r"[^a-z0-9]+", Path(name).stem.lower()) if len(t) > 1}
+    """The words of a file name that tell models apart ("qwen", "image", "wan", "klein"), not numbers or versions."""
+    return set(re.findall(r"[a-z]{3,}", Path(name).stem.lower())) - {"safetensors", "gguf", "fp16", "bf16", "fp8"}
 
 
 def _best(entry: ModelFile, library: Sequence[ModelFile], need: Need) -> ModelFile | None:
@@ -177,13 +201,14 @@ def _best(entry: ModelFile, library: Sequence[ModelFile], need: Need) -> ModelFi
         if e.role == need.role
         and not e.broken
         and e.architecture in need.architectures
+        and not e.details.get("mmproj")  # a vision projector only ever fills llm_vision, named explicitly
         and (not need.match_width or not width or e.details.get("hidden_size") == width)
     ]
     if not candidates:
         return None
-    # Prefer the companion whose name shares most words with the model (qwen_image_vae for qwen-image), then the
-    # one in the nearest folder, then by name, so the choice is stable.
-    mine = _tokens(entry.name)
+    # Prefer the companion whose name shares most words with the model or its architecture (qwen_image_vae for
+    # Qwen-Image, wan_2.1_vae for Wan), then the one in the nearest folder, then by name, so the choice is stable.
+    mine = _tokens(entry.name) | _tokens(entry.architecture or "")
     home = Path(entry.name).parent
     return min(candidates, key=lambda e: (-len(mine & _tokens(e.name)), Path(e.name).parent != home, e.name))
 
