@@ -19,7 +19,7 @@ from sdrest.library import convert as converter
 from sdrest.library.catalog import Catalog, ModelFile, UnknownModel, inspect_file
 from sdrest.library.folders import create_folders
 from sdrest.library.hashing import hashes_of, legacy_hash, sha256_file
-from sdrest.library.plan import PlanError, make_plan
+from sdrest.library.plan import describe
 from sdrest.progress import Bar
 from sdrest.settings import Settings, SettingsError, load_settings
 
@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sdrest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    _common(serve)
+    serve.add_argument("--host", help="bind address (SDREST_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (SDREST_PORT, default 7860)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(SDREST_LOG_LEVEL)")
 
     models = sub.add_parser("models", help="list the model library")
     _common(models)
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {k: getattr(args, k, None) for k in ("models_dir", "data_dir", "config")}
+    flags = {k: getattr(args, k, None) for k in ("models_dir", "data_dir", "config", "host", "port", "log_level")}
     return load_settings(flags)
 
 
@@ -90,23 +96,6 @@ def _catalog(settings: Settings) -> Catalog:
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
-
-
-def describe(entry: ModelFile, library: Sequence[ModelFile]) -> dict[str, Any]:
-    """A model as `--json` shows it: the entry, `broken`, and `plan` (binding arguments) or `plan_error`."""
-    out: dict[str, Any] = msgspec.to_builtins(entry)
-    out["broken"] = entry.broken
-    out["plan"] = None
-    if entry.role in ("checkpoint", "diffusion_model") and not entry.broken:
-        try:
-            plan = make_plan(entry, library)
-        except PlanError as e:
-            out["plan_error"] = str(e)
-        else:
-            out["plan"] = plan.args
-            out["companions"] = plan.companions
-            out["warnings"] = plan.warnings
-    return out
 
 
 # -- commands ---------------------------------------------------------------------------------------------------------
@@ -265,7 +254,30 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from sdrest.app import create_app
+
+    settings = _settings(args)
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    create_folders(settings.models_path)
+    # Open SSE streams would hold a graceful shutdown forever; five seconds is plenty for the rest.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
 _COMMANDS = {
+    "serve": cmd_serve,
     "models": cmd_models,
     "inspect": cmd_inspect,
     "hash": cmd_hash,

@@ -127,6 +127,8 @@ class Model:
 
     def __init__(self, args: dict[str, str], **options: Any) -> None:
         _recent.clear()
+        # The wrapper's default is half the logical CPUs; sd.cpp runs fastest on all physical cores.
+        options.setdefault("n_threads", int(_low.sd_get_num_physical_cores()))
         self.sd = sd_cpp.StableDiffusion(**args, **options, verbose=False)
         if not self.sd._model.model:
             self.sd._model.model = None  # the wrapper would pass the NULL pointer to free_sd_ctx

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from multiprocessing.connection import Connection
@@ -31,14 +32,27 @@ def spawn(role: str) -> tuple[subprocess.Popen[bytes], Connection]:
 
 def _main() -> None:
     fd, role = int(sys.argv[1]), sys.argv[2]
+    _die_with_parent()
     conn = Connection(fd)
     os.set_inheritable(fd, False)
     if role == "oneshot":
         from sdrest.engine.oneshot import child_main
-
-        child_main(conn)
+    elif role == "worker":
+        from sdrest.engine.worker import child_main
     else:
         raise SystemExit(f"unknown child role {role!r}")
+    child_main(conn)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the server dies, so a killed server leaves no orphan burning the CPU."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""`create_app(settings)`: the one place that knows every part of the server and wires them together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sdrest import errors, services
+from sdrest.engine import oneshot
+from sdrest.engine.supervisor import Supervisor
+from sdrest.routes import generate, jobs, system
+from sdrest.settings import Settings
+
+log = logging.getLogger("sdrest")
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with a 413, whether or not they declare a Content-Length."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_large = errors.PayloadTooLarge(f"the request body is limited to {self.limit} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await errors.json_response(too_large.body(), too_large.status)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise too_large
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _probe_engine(svc: services.Services) -> None:
+    """Learn what the binding was built with, in a child process, without delaying start-up."""
+    try:
+        svc.build_info = oneshot.run("backend_info")
+    except Exception as e:  # any failure here means generation cannot work: report it, keep serving the rest
+        svc.build_error = f"the stable-diffusion.cpp binding does not load: {e}"
+        log.error("%s", svc.build_error)
+    finally:
+        svc.ready.set()
+
+
+def create_app(settings: Settings, engine: Supervisor | None = None) -> Starlette:
+    """The server. `engine` is a seam for tests: a stand-in for the generation worker's supervisor."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = services.build(settings, engine)
+        svc.catalog.scan()
+        app.state.services = svc
+        threading.Thread(target=_probe_engine, args=(svc,), name="sdrest-probe", daemon=True).start()
+        svc.queue.start()
+        log.info("sdrest serving %s (%d files in the library)", settings.models_path, len(svc.catalog.entries))
+        try:
+            yield
+        finally:
+            svc.queue.stop()
+            svc.store.close()
+
+    api = [*generate.routes, *jobs.routes, *system.routes]
+    return Starlette(
+        routes=[Mount("/api/v1", routes=api)],
+        middleware=[Middleware(BodyLimit, limit=settings.max_body_bytes)],
+        exception_handlers={Exception: errors.handle, HTTPException: errors.handle, errors.ApiError: errors.handle},
+        lifespan=lifespan,
+    )

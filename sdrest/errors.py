@@ -1,0 +1,132 @@
+"""The exception tree of the HTTP API, and the single handler that turns any of them into one JSON shape.
+
+    ApiError                      500 internal_error
+    ├── BadRequest                400 bad_request
+    ├── Unauthorized              401 unauthorized
+    ├── NotFound                  404 not_found
+    ├── Conflict                  409 conflict
+    ├── Gone                      410 gone
+    ├── PayloadTooLarge           413 payload_too_large
+    ├── UnsupportedMediaType      415 unsupported_media_type
+    ├── Invalid                   422 validation_error (carries the JSON path of the bad field)
+    ├── QueueFull                 429 queue_full
+    └── EngineUnavailable         503 engine_unavailable
+
+Every error response is `{"error": {"code": ..., "message": ..., "field": ...?, "details": ...?}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, ClassVar
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger("sdrest.http")
+
+
+class ApiError(Exception):
+    """Base of all errors the API reports; subclasses fix the status and the stable `code`."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class Gone(ApiError):
+    status, code = 410, "gone"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Invalid(ApiError):
+    status, code = 422, "validation_error"
+
+
+class QueueFull(ApiError):
+    status, code = 429, "queue_full"
+
+
+class EngineUnavailable(ApiError):
+    status, code = 503, "engine_unavailable"
+
+
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_FIELD_NAMED = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
+def from_validation(error: msgspec.ValidationError | msgspec.DecodeError) -> ApiError:
+    """A 422 naming the field msgspec rejected (`$.width`), or a 400 for a body that is not JSON at all."""
+    text = str(error)
+    if isinstance(error, msgspec.ValidationError):
+        match = _PATH.search(text)
+        at = match.group(1) if match else "$"
+        message = _PATH.sub("", text)
+        # An unknown or missing field is reported at its parent; the field itself is what the client must fix.
+        named = _FIELD_NAMED.search(message)
+        field = f"{at}.{named.group(1)}" if named else at
+        return Invalid(f"{field}: {message}", field=field)
+    return BadRequest(f"the body is not valid JSON: {text}")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+_HTTP_CODES = {404: NotFound, 405: BadRequest, 413: PayloadTooLarge, 415: UnsupportedMediaType}
+
+
+async def handle(request: Request, exc: Exception) -> Response:
+    """The one exception handler: ApiErrors as they are, Starlette's HTTP errors mapped, anything else a logged 500."""
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, HTTPException):
+        kind = _HTTP_CODES.get(exc.status_code, ApiError)
+        error = kind(str(exc.detail))
+        if kind is BadRequest and exc.status_code == 405:
+            return json_response(
+                {"error": {"code": "method_not_allowed", "message": str(exc.detail)}}, 405, dict(exc.headers or {})
+            )
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        error = ApiError("internal server error")
+    return json_response(error.body(), error.status)

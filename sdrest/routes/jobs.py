@@ -1,0 +1,195 @@
+"""Jobs: look them up, list them, cancel, delete, follow them (SSE), fetch their outputs and previews."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sdrest import images
+from sdrest.errors import BadRequest, NotFound, json_response
+from sdrest.jobs.events import TERMINAL, Event
+from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
+from sdrest.schemas import Job, JobError, JobLinks, Output, Progress
+from sdrest.services import Services
+
+HEARTBEAT_SECONDS = 15.0
+PREFIX = "/api/v1"
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def job_view(svc: Services, job: JobRecord) -> Job:
+    """The API's view of a job: record, live position and progress, output URLs, links."""
+    base = f"{PREFIX}/jobs/{job.id}"
+    progress = svc.queue.progress(job.id) if job.status == RUNNING else None
+    return Job(
+        id=job.id,
+        status=job.status,
+        kind=job.kind,
+        created_at=job.created_at,
+        model=job.model,
+        architecture=job.architecture,
+        position=svc.queue.position(job.id) if job.status in (QUEUED, RUNNING) else None,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=msgspec.convert(progress, Progress) if progress else None,
+        params=job.params,
+        outputs=[
+            Output(o.filename, f"{base}/output/{o.filename}", o.seed, o.width, o.height, o.media_type)
+            for o in job.outputs
+        ],
+        error=msgspec.convert(job.error, JobError) if job.error else None,
+        links=JobLinks(self=base, events=f"{base}/events"),
+    )
+
+
+def _job(svc: Services, job_id: str) -> JobRecord:
+    job = svc.store.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+async def get_job(request: Request) -> Response:
+    svc = services(request)
+    return json_response(job_view(svc, _job(svc, request.path_params["job_id"])))
+
+
+async def list_jobs(request: Request) -> Response:
+    svc = services(request)
+    status = request.query_params.get("status")
+    if status is not None and status not in (QUEUED, RUNNING, *FINISHED):
+        raise BadRequest(f"status must be one of queued, running, {', '.join(FINISHED)}")
+    try:
+        limit = int(request.query_params.get("limit", 50))
+        offset = int(request.query_params.get("offset", 0))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    if not (1 <= limit <= 500 and offset >= 0):
+        raise BadRequest("limit must be 1-500 and offset at least 0")
+    jobs, total = svc.store.page(status, limit, offset)
+    return json_response({"jobs": [job_view(svc, j) for j in jobs], "total": total, "limit": limit, "offset": offset})
+
+
+async def cancel_job(request: Request) -> Response:
+    svc = services(request)
+    job = await asyncio.to_thread(svc.queue.cancel, request.path_params["job_id"])
+    return json_response(job_view(svc, job))
+
+
+async def delete_job(request: Request) -> Response:
+    services(request).queue.delete(request.path_params["job_id"])
+    return Response(status_code=204)
+
+
+async def queue_state(request: Request) -> Response:
+    svc = services(request)
+    snapshot = svc.queue.snapshot()
+    return json_response(
+        {
+            "running": snapshot["running"],
+            "progress": snapshot["progress"],
+            "queued": [{"id": job_id, "position": i} for i, job_id in enumerate(snapshot["queued"], start=1)],
+            "length": len(snapshot["queued"]),
+            "limit": svc.settings.queue_size,
+        }
+    )
+
+
+async def get_output(request: Request) -> Response:
+    svc = services(request)
+    job = _job(svc, request.path_params["job_id"])
+    filename = request.path_params["filename"]
+    # Only names the job itself produced are served: nothing a client sends ever becomes a path.
+    output = next((o for o in job.outputs if o.filename == filename), None)
+    if output is None:
+        raise NotFound(f"job {job.id} has no output {filename!r}")
+    path = svc.queue.outputs_dir / job.id / output.filename
+    if not path.is_file():
+        raise NotFound(f"the output {filename} is gone (retention)")
+    if request.query_params.get("thumb") in ("1", "true"):
+        try:
+            size = int(request.query_params.get("size", 256))
+        except ValueError:
+            raise BadRequest("size must be an integer") from None
+        if not 1 <= size <= 1024:
+            raise BadRequest("size must be between 1 and 1024")
+        data = await asyncio.to_thread(images.thumbnail, path.read_bytes(), size)
+        return Response(data, media_type=images.sniff_media_type(data))
+    return FileResponse(path, media_type=output.media_type, filename=output.filename, content_disposition_type="inline")
+
+
+async def get_preview(request: Request) -> Response:
+    svc = services(request)
+    job = _job(svc, request.path_params["job_id"])
+    preview = svc.queue.preview(job.id)
+    if preview is None:
+        raise NotFound(f"job {job.id} has no preview (ask for one with the request's `preview` field)")
+    step, data = preview
+    return Response(data, media_type="image/jpeg", headers={"X-Step": str(step), "Cache-Control": "no-store"})
+
+
+def _sse(event_type: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event_type}\ndata: ".encode() + msgspec.json.encode(data) + b"\n\n"
+
+
+def current_state(svc: Services, job: JobRecord) -> tuple[str, dict[str, Any]]:
+    """The event that tells a late listener where the job stands."""
+    if job.status == QUEUED:
+        return "queued", {"position": svc.queue.position(job.id)}
+    if job.status == RUNNING:
+        return "started", {"started_at": job.started_at, "progress": svc.queue.progress(job.id)}
+    if job.status == COMPLETED:
+        return "completed", {"outputs": [o.filename for o in job.outputs], "timings": job.timings}
+    return job.status, {"error": job.error} if job.error else {}
+
+
+async def job_events(request: Request) -> Response:
+    svc = services(request)
+    job = _job(svc, request.path_params["job_id"])
+    subscription = svc.hub.subscribe(job.id)
+    heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
+
+    async def stream() -> Any:
+        try:
+            # Subscribed first, state read second: no event can fall between the two.
+            latest = svc.store.get(job.id) or job
+            kind, data = current_state(svc, latest)
+            yield _sse(kind, {"job": job.id, **data}, svc.hub.next_id())
+            if kind in TERMINAL:
+                return
+            while True:
+                try:
+                    event: Event = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                yield _sse(event.type, {"job": job.id, **event.data}, event.id)
+                if event.type in TERMINAL:
+                    return
+        finally:
+            svc.hub.unsubscribe(job.id, subscription)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+routes = [
+    Route("/jobs", list_jobs, methods=["GET"]),
+    Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{job_id}/output/{filename}", get_output, methods=["GET"]),
+    Route("/jobs/{job_id}/preview", get_preview, methods=["GET"]),
+    Route("/queue", queue_state, methods=["GET"]),
+]
