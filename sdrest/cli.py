@@ -119,7 +119,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     rows = [("NAME", "ROLE", "ARCHITECTURE", "SIZE", "FORMAT", "WARNINGS")]
     for e in entries:
-        notes = e.error if e.broken else "; ".join(describe(e, entries).get("plan_error", "") or e.warnings)
+        view = describe(e, entries)
+        notes = e.error if e.broken else view.plan_error or "; ".join(view.warnings)
         fmt = e.format or "-"
         if e.details.get("quantization"):
             fmt += f" {e.details['quantization']}"
@@ -148,11 +149,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     catalog = _catalog(_settings(args))
     catalog.scan()
     entry = _resolve(catalog, args.file)
-    info = describe(entry, catalog.entries)
+    view = describe(entry, catalog.entries)
     _, metadata = inspect_file(Path(entry.path), entry.name) if not entry.broken else (None, {})
-    info["metadata"] = metadata
     if args.json:
-        _print_json(info)
+        _print_json({**msgspec.to_builtins(view), "metadata": metadata})
         return 0 if not entry.broken else 1
     print(f"{entry.name}  ({_size(entry.size)}, {entry.format or 'unreadable'})")
     if entry.broken:
@@ -165,13 +165,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     )
     for key, value in entry.details.items():
         print(f"  {key + ':':<14} {value}")
-    if info["plan"]:
+    if view.plan:
         print("  loads as:")
-        for arg, path in info["plan"].items():
+        for arg, path in view.plan.items():
             print(f"    {arg:<34} {path}")
-    if info.get("plan_error"):
-        print(f"  cannot load:   {info['plan_error']}")
-    for warning in info.get("warnings", []):
+    if view.plan_error:
+        print(f"  cannot load:   {view.plan_error}")
+    for warning in view.warnings:
         print(f"  warning:       {warning}")
     if metadata:
         print("  metadata:")

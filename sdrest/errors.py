@@ -4,6 +4,7 @@
     ├── BadRequest                400 bad_request
     ├── Unauthorized              401 unauthorized
     ├── NotFound                  404 not_found
+    ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict
     ├── Gone                      410 gone
     ├── PayloadTooLarge           413 payload_too_large
@@ -62,6 +63,10 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
 class Conflict(ApiError):
     status, code = 409, "conflict"
 
@@ -112,21 +117,24 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
-_HTTP_CODES = {404: NotFound, 405: BadRequest, 413: PayloadTooLarge, 415: UnsupportedMediaType}
+_HTTP_CODES: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
 
 
 async def handle(request: Request, exc: Exception) -> Response:
     """The one exception handler: ApiErrors as they are, Starlette's HTTP errors mapped, anything else a logged 500."""
+    headers: dict[str, str] | None = None
     if isinstance(exc, ApiError):
         error = exc
     elif isinstance(exc, HTTPException):
-        kind = _HTTP_CODES.get(exc.status_code, ApiError)
-        error = kind(str(exc.detail))
-        if kind is BadRequest and exc.status_code == 405:
-            return json_response(
-                {"error": {"code": "method_not_allowed", "message": str(exc.detail)}}, 405, dict(exc.headers or {})
-            )
+        error = _HTTP_CODES.get(exc.status_code, ApiError)(str(exc.detail))
+        headers = dict(exc.headers or {})  # e.g. Allow on a 405
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         error = ApiError("internal server error")
-    return json_response(error.body(), error.status)
+    return json_response(error.body(), error.status, headers)

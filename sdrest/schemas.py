@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sdrest.library.plan import ModelView
+
 # sd.cpp's sampling methods and schedulers (the binding's SAMPLE_METHOD_MAP / SCHEDULER_MAP minus their sentinels;
 # tests/test_engine_contract.py checks these against the binding).
 SAMPLERS = (
@@ -121,3 +123,82 @@ class Job(msgspec.Struct, omit_defaults=True):
 
 
 generate_decoder = msgspec.json.Decoder(GenerateRequest)
+
+
+# -- responses of the other routes ------------------------------------------------------------------------------------
+
+
+class JobList(msgspec.Struct):
+    jobs: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class QueuedJob(msgspec.Struct):
+    id: str
+    position: int
+
+
+class QueueState(msgspec.Struct):
+    running: str | None
+    progress: Progress | None
+    queued: list[QueuedJob]
+    length: int
+    limit: int
+
+
+class WorkerStatus(msgspec.Struct):
+    state: str  # stopped, starting, idle, loading, generating
+    pid: int | None
+    loaded: dict[str, str] | None
+    last_error: str | None
+
+
+class QueueSummary(msgspec.Struct):
+    length: int
+    running: str | None
+
+
+class Health(msgspec.Struct):
+    status: str  # ok, degraded (the engine cannot start)
+    worker: WorkerStatus
+    queue: QueueSummary
+    engine_error: str | None
+
+
+class Version(msgspec.Struct):
+    sdrest: str
+    binding: str | None
+    sd_cpp: str | None
+    backend: str | None
+    backends: list[str]
+    tinyblas: bool | None
+    engine_error: str | None
+
+
+class Names(msgspec.Struct):
+    names: list[str]
+    default: str
+
+
+class StepLimits(msgspec.Struct):
+    min: int
+    max: int
+
+
+class ModelList(msgspec.Struct):
+    models: list[ModelView]
+
+
+class Limits(msgspec.Struct):
+    min_side: int
+    max_side: int
+    max_pixels: int
+    max_batch: int
+    max_prompt_chars: int
+    steps: StepLimits
+    queue_size: int
+    max_body_bytes: int
+    output_formats: list[str]
+    preview_methods: list[str]

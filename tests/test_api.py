@@ -261,10 +261,47 @@ def test_output_names_cannot_traverse(client: TestClient) -> None:
 def test_system_endpoints(client: TestClient) -> None:
     health = client.get("/api/v1/health").json()
     assert health["status"] == "ok" and "worker" in health and "queue" in health
-    assert "euler_a" in client.get("/api/v1/samplers").json()["samplers"]
-    assert "karras" in client.get("/api/v1/schedulers").json()["schedulers"]
+    assert "euler_a" in client.get("/api/v1/samplers").json()["names"]
+    assert "karras" in client.get("/api/v1/schedulers").json()["names"]
     assert client.get("/api/v1/limits").json()["max_side"] == 2048
     models = client.get("/api/v1/models").json()["models"]
     flux = next(m for m in models if m["name"] == "diffusion_models/flux-tiny.safetensors")
     assert flux["plan"]["vae_path"].endswith("vae/ae.safetensors")
     assert client.get("/api/v1/models?role=lora").json()["models"][0]["architecture"] == "lora_sd1"
+
+
+def test_heartbeats_keep_a_quiet_stream_alive(flux_models: Library, data_dir: Path) -> None:
+    engine = FakeEngine(slow_seconds=0.3)
+    with make_client(flux_models, data_dir, engine) as client:
+        job = client.post("/api/v1/generate", json={**FAST, "prompt": "slow"}).json()
+        with client.stream("GET", f"/api/v1/jobs/{job['id']}/events?heartbeat=0.05") as response:
+            lines = list(response.iter_lines())
+        assert ": heartbeat" in lines
+        assert "event: completed" in lines
+
+
+def test_retention_deletes_old_jobs_and_their_files(flux_models: Library, data_dir: Path, engine: FakeEngine) -> None:
+    with make_client(flux_models, data_dir, engine, retention_days=1) as client:
+        old, new = (wait_for(client, client.post("/api/v1/generate", json=FAST).json()["id"]) for _ in range(2))
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        record = svc.store.get(old["id"])
+        record.finished_at -= 2 * 86400
+        svc.store.save(record)
+        svc.queue.apply_retention()
+        assert client.get(f"/api/v1/jobs/{old['id']}").status_code == 404
+        assert not (data_dir / "outputs" / old["id"]).exists()
+        assert client.get(new["outputs"][0]["url"]).status_code == 200
+
+
+def test_a_job_interrupted_twice_fails_instead_of_looping(tmp_path: Path) -> None:
+    from sdrest.jobs.store import JobRecord, JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add(JobRecord(id="j", kind="txt2img", status="running", created_at=0.0, attempts=1))
+    assert [j.status for j in store.recover()] == ["queued"]
+    job = store.get("j")
+    assert job is not None
+    job.status, job.attempts = "running", 2
+    store.save(job)
+    (failed,) = store.recover()
+    assert failed.status == "failed" and failed.error is not None and failed.error["code"] == "interrupted"

@@ -26,3 +26,20 @@ def test_first_screen_has_the_two_commands() -> None:
     assert "./install.sh --dev && .venv/bin/python -m pytest" in first_screen
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "./install.sh --dev && .venv/bin/python -m pytest" in ci
+
+
+def test_every_route_is_documented() -> None:
+    from starlette.routing import Mount
+
+    from sdrest.app import create_app
+    from sdrest.settings import load_settings
+
+    app = create_app(load_settings({}, env={}))
+    documented = []
+    for mount in app.routes:
+        assert isinstance(mount, Mount)
+        for route in mount.routes:
+            for method in sorted(route.methods - {"HEAD"}):  # type: ignore[attr-defined]
+                documented.append(f"{method} {mount.path}{route.path}")  # type: ignore[attr-defined]
+    missing = [route for route in documented if f"`{route}`" not in README]
+    assert missing == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,7 +14,7 @@ from starlette.testclient import TestClient
 from sdrest.app import create_app
 from sdrest.settings import load_settings
 from tests.conftest import Library
-from tests.fixtures import real
+from tests.fixtures import real, synthetic
 from tests.test_api import read_events
 
 pytestmark = pytest.mark.binding
@@ -72,6 +73,9 @@ def test_sse_progress_in_order_ending_in_completed(client: TestClient) -> None:
     previews = [e for e in events if e["event"] == "preview"]
     assert previews and previews[0]["data"]["image"].startswith("data:image/jpeg;base64,")
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    latest = client.get(f"/api/v1/jobs/{job['id']}/preview")
+    assert latest.status_code == 200 and latest.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(latest.content)).size == (8, 8)  # "proj" previews are latent-sized
 
 
 def test_lora_from_the_library_changes_the_image(client: TestClient) -> None:
@@ -126,6 +130,18 @@ def test_native_abort_fails_the_job_and_the_server_stays_healthy(client: TestCli
     assert after["status"] == "completed"
 
 
+def test_a_model_that_kills_the_worker_while_loading_is_marked_broken(client: TestClient, models: Library) -> None:
+    # sd.cpp 0.4.7 detects SVD, then segfaults setting up its conditioner, before any weight is read.
+    models.link(synthetic.build(synthetic.get_case("svd-xt")), "checkpoints/svd.safetensors")
+    client.get("/api/v1/models?refresh=1")
+    job = client.post("/api/v1/generate?wait=true", json={**TINY, "model": "svd"}).json()
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "engine_crashed" and job["error"]["details"]["while_loading"] is True
+    again = client.post("/api/v1/generate", json={**TINY, "model": "svd"})
+    assert again.status_code == 422 and "marked broken" in again.json()["error"]["message"]
+    assert client.post("/api/v1/generate?wait=true", json=TINY).json()["status"] == "completed"
+
+
 def test_version_reports_the_build(client: TestClient) -> None:
     info = client.get("/api/v1/version").json()
     assert info["binding"] == "0.4.7" and info["backend"] == "CPU" and info["engine_error"] is None
@@ -143,3 +159,27 @@ def test_job_record_has_everything(client: TestClient, models: Library) -> None:
     webp = client.get(job["outputs"][1]["url"])
     assert webp.headers["content-type"] == "image/webp"
     assert Image.open(io.BytesIO(webp.content)).size == (64, 64)
+
+
+def test_idle_worker_is_stopped_and_restarted_on_demand(models: Library, tmp_path: Path) -> None:
+    settings = load_settings({"models_dir": models.root, "data_dir": tmp_path, "idle_unload_seconds": 1}, env={})
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/api/v1/generate?wait=true", json=TINY).json()["status"] == "completed"
+        assert client.get("/api/v1/health").json()["worker"]["state"] == "idle"
+        deadline = time.monotonic() + 10
+        while client.get("/api/v1/health").json()["worker"]["state"] != "stopped":
+            assert time.monotonic() < deadline, "the idle model was never unloaded"
+            time.sleep(0.2)
+        assert client.post("/api/v1/generate?wait=true", json=TINY).json()["status"] == "completed"
+
+
+def test_a_binding_that_cannot_load_gives_503(models: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STABLE_DIFFUSION_CPP_LIB", str(tmp_path / "missing.so"))  # the worker's import fails
+    settings = load_settings({"models_dir": models.root, "data_dir": tmp_path}, env={})
+    with TestClient(create_app(settings)) as client:
+        version = client.get("/api/v1/version").json()  # waits for the start-up probe
+        assert "does not load" in version["engine_error"]
+        response = client.post("/api/v1/generate", json=TINY)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "engine_unavailable"
+        assert client.get("/api/v1/health").json()["status"] == "degraded"

@@ -177,10 +177,11 @@ class Supervisor:
         except (EOFError, OSError, BrokenPipeError):
             process.wait()
             with self._lock:
-                cancelled = self._cancelled == job_id
+                # Stopped on purpose: this job was cancelled, or stop() (shutdown) already let go of the process.
+                deliberate = self._cancelled == job_id or self._process is not process
                 if self._process is process:
                     self._process, self._conn, self.state, self.loaded = None, None, "stopped", None
-            if cancelled:
+            if deliberate:
                 raise Cancelled() from None
             log.error("generation worker died (%s) during job %s", describe_exit(process.returncode), job_id)
             raise EngineCrashed(process.returncode, tail[-20:], loading) from None

@@ -165,7 +165,7 @@ class JobQueue:
             self.engine.stop()
         if self.settings.retention_days and now - self._last_retention >= RETENTION_EVERY:
             self._last_retention = now
-            self._apply_retention()
+            self.apply_retention()
         return max(1.0, min(idle or 60.0, 60.0))
 
     def _loop(self) -> None:
@@ -306,7 +306,8 @@ class JobQueue:
             saved.append(OutputFile(filename, seed, width, height, images.media_type(fmt)))
         return saved
 
-    def _apply_retention(self) -> None:
+    def apply_retention(self) -> None:
+        """Delete finished jobs (records and files) older than `retention_days`."""
         cutoff = time.time() - self.settings.retention_days * 86400
         for job in self.store.finished_before(cutoff):
             shutil.rmtree(self.outputs_dir / job.id, ignore_errors=True)

@@ -141,22 +141,26 @@ def make_plan(
     return plan
 
 
-def describe(entry: ModelFile, library: Sequence[ModelFile]) -> dict[str, Any]:
-    """A model as `sdrest models --json` and `GET /api/v1/models` show it: the entry, `broken`, and `plan` (the
-    binding arguments, null for files that do not generate) or `plan_error`."""
-    out: dict[str, Any] = msgspec.to_builtins(entry)
-    out["broken"] = entry.broken
-    out["plan"] = None
+class ModelView(ModelFile):
+    """A model as `sdrest models --json` and `GET /api/v1/models` show it: the library entry, whether it is broken,
+    and its loading plan (`plan`: the binding arguments, null for files that do not generate) or why there is none."""
+
+    broken: bool = False
+    plan: dict[str, str] | None = None
+    plan_error: str | None = None
+    companions: dict[str, str] = {}
+
+
+def describe(entry: ModelFile, library: Sequence[ModelFile]) -> ModelView:
+    view = ModelView(**msgspec.structs.asdict(entry), broken=entry.broken)
     if entry.role in ("checkpoint", "diffusion_model") and not entry.broken:
         try:
             plan = make_plan(entry, library)
         except PlanError as e:
-            out["plan_error"] = str(e)
+            view.plan_error = str(e)
         else:
-            out["plan"] = plan.args
-            out["companions"] = plan.companions
-            out["warnings"] = plan.warnings
-    return out
+            view.plan, view.companions, view.warnings = plan.args, plan.companions, plan.warnings
+    return view
 
 
 def _architecture(entry: ModelFile, wanted: Any, warnings: list[str]) -> Arch:

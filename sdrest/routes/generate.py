@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from sdrest.errors import ApiError, Conflict, from_validation, json_response
+from sdrest.errors import ApiError, Conflict, EngineUnavailable, from_validation, json_response
 from sdrest.jobs.events import TERMINAL
 from sdrest.jobs.requests import prepare
 from sdrest.jobs.store import COMPLETED, FINISHED, JobRecord
@@ -19,6 +19,8 @@ from sdrest.services import Services
 
 async def generate(request: Request) -> Response:
     svc = services(request)
+    if svc.build_error is not None:
+        raise EngineUnavailable(svc.build_error)
     body = await request.body()
     try:
         generate_request = generate_decoder.decode(body)

@@ -14,7 +14,7 @@ from sdrest import images
 from sdrest.errors import BadRequest, NotFound, json_response
 from sdrest.jobs.events import TERMINAL, Event
 from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
-from sdrest.schemas import Job, JobError, JobLinks, Output, Progress
+from sdrest.schemas import Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
 from sdrest.services import Services
 
 HEARTBEAT_SECONDS = 15.0
@@ -54,13 +54,13 @@ def job_view(svc: Services, job: JobRecord) -> Job:
 def _job(svc: Services, job_id: str) -> JobRecord:
     job = svc.store.get(job_id)
     if job is None:
-        raise NotFound(f"no job {job_id}")
+        raise NotFound(f"no job {id}")
     return job
 
 
 async def get_job(request: Request) -> Response:
     svc = services(request)
-    return json_response(job_view(svc, _job(svc, request.path_params["job_id"])))
+    return json_response(job_view(svc, _job(svc, request.path_params["id"])))
 
 
 async def list_jobs(request: Request) -> Response:
@@ -76,37 +76,31 @@ async def list_jobs(request: Request) -> Response:
     if not (1 <= limit <= 500 and offset >= 0):
         raise BadRequest("limit must be 1-500 and offset at least 0")
     jobs, total = svc.store.page(status, limit, offset)
-    return json_response({"jobs": [job_view(svc, j) for j in jobs], "total": total, "limit": limit, "offset": offset})
+    return json_response(JobList([job_view(svc, j) for j in jobs], total, limit, offset))
 
 
 async def cancel_job(request: Request) -> Response:
     svc = services(request)
-    job = await asyncio.to_thread(svc.queue.cancel, request.path_params["job_id"])
+    job = await asyncio.to_thread(svc.queue.cancel, request.path_params["id"])
     return json_response(job_view(svc, job))
 
 
 async def delete_job(request: Request) -> Response:
-    services(request).queue.delete(request.path_params["job_id"])
+    services(request).queue.delete(request.path_params["id"])
     return Response(status_code=204)
 
 
 async def queue_state(request: Request) -> Response:
     svc = services(request)
     snapshot = svc.queue.snapshot()
-    return json_response(
-        {
-            "running": snapshot["running"],
-            "progress": snapshot["progress"],
-            "queued": [{"id": job_id, "position": i} for i, job_id in enumerate(snapshot["queued"], start=1)],
-            "length": len(snapshot["queued"]),
-            "limit": svc.settings.queue_size,
-        }
-    )
+    progress = msgspec.convert(snapshot["progress"], Progress) if snapshot["progress"] else None
+    queued = [QueuedJob(job_id, i) for i, job_id in enumerate(snapshot["queued"], start=1)]
+    return json_response(QueueState(snapshot["running"], progress, queued, len(queued), svc.settings.queue_size))
 
 
 async def get_output(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["job_id"])
+    job = _job(svc, request.path_params["id"])
     filename = request.path_params["filename"]
     # Only names the job itself produced are served: nothing a client sends ever becomes a path.
     output = next((o for o in job.outputs if o.filename == filename), None)
@@ -129,7 +123,7 @@ async def get_output(request: Request) -> Response:
 
 async def get_preview(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["job_id"])
+    job = _job(svc, request.path_params["id"])
     preview = svc.queue.preview(job.id)
     if preview is None:
         raise NotFound(f"job {job.id} has no preview (ask for one with the request's `preview` field)")
@@ -155,7 +149,7 @@ def current_state(svc: Services, job: JobRecord) -> tuple[str, dict[str, Any]]:
 
 async def job_events(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["job_id"])
+    job = _job(svc, request.path_params["id"])
     subscription = svc.hub.subscribe(job.id)
     heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
 
@@ -185,11 +179,11 @@ async def job_events(request: Request) -> Response:
 
 routes = [
     Route("/jobs", list_jobs, methods=["GET"]),
-    Route("/jobs/{job_id}", get_job, methods=["GET"]),
-    Route("/jobs/{job_id}", delete_job, methods=["DELETE"]),
-    Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
-    Route("/jobs/{job_id}/output/{filename}", get_output, methods=["GET"]),
-    Route("/jobs/{job_id}/preview", get_preview, methods=["GET"]),
+    Route("/jobs/{id}", get_job, methods=["GET"]),
+    Route("/jobs/{id}", delete_job, methods=["DELETE"]),
+    Route("/jobs/{id}/cancel", cancel_job, methods=["POST"]),
+    Route("/jobs/{id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{id}/output/{filename}", get_output, methods=["GET"]),
+    Route("/jobs/{id}/preview", get_preview, methods=["GET"]),
     Route("/queue", queue_state, methods=["GET"]),
 ]
