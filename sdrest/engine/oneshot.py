@@ -7,12 +7,11 @@ child reports progress and log lines over a pipe; a child that dies is reported 
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sdrest.engine.process import spawn
+from sdrest.engine.process import spawn, stop
 
 ProgressFn = Callable[[int, int], None]
 
@@ -83,8 +82,4 @@ def run(task: str, *args: Any, progress: ProgressFn | None = None) -> Any:
                 return message[1]
     finally:
         conn.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, grace=5.0)  # normally already gone: it exits once it has answered

@@ -30,6 +30,17 @@ def spawn(role: str) -> tuple[subprocess.Popen[bytes], Connection]:
     return process, parent
 
 
+def stop(process: subprocess.Popen[bytes], grace: float = 1.0) -> None:
+    """End a child: SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _main() -> None:
     fd, role = int(sys.argv[1]), sys.argv[2]
     _die_with_parent()

@@ -16,6 +16,7 @@ from typing import Any
 
 from sdrest.engine.oneshot import describe_exit
 from sdrest.engine.process import spawn
+from sdrest.engine.process import stop as stop_process
 
 log = logging.getLogger("sdrest.engine")
 native_log = logging.getLogger("sdrest.engine.sdcpp")
@@ -84,7 +85,7 @@ class Supervisor:
             process, conn = spawn("worker")
             self._process, self._conn = process, conn
         if not conn.poll(READY_TIMEOUT):
-            self._kill(process)
+            stop_process(process)
             self.state, self.last_error = "stopped", "the worker did not start in time"
             raise EngineUnavailable(self.last_error)
         try:
@@ -106,17 +107,7 @@ class Supervisor:
         if conn is not None:
             conn.close()
         if process is not None:
-            self._kill(process)
-
-    @staticmethod
-    def _kill(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel `job_id` if it is the one running (or about to): its worker is stopped."""
@@ -125,7 +116,7 @@ class Supervisor:
             running = self._job == job_id
             process = self._process if running else None
         if process is not None:
-            self._kill(process)
+            stop_process(process)
         return running
 
     # -- jobs -------------------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ class JobQueue:
         """Idle work between jobs: unload an idle model, apply retention. Returns how long to wait next."""
         now = time.monotonic()
         idle = self.settings.idle_unload_seconds
-        if idle and self.engine.state in ("idle", "generating") and now - self.engine.last_used >= idle:
+        if idle and self.engine.state == "idle" and now - self.engine.last_used >= idle:
             log.info("unloading the model after %.0f s without jobs", idle)
             self.engine.stop()
         if self.settings.retention_days and now - self._last_retention >= RETENTION_EVERY:
@@ -270,10 +270,14 @@ class JobQueue:
         arch = ARCHITECTURES.get(job.architecture or "")
         try:
             entry = self.catalog.get(job.model or "")
-            hashes = self.catalog.cached_hashes(entry)
-            model_hash = hashes[0][:10] if hashes else None
         except UnknownModel:
             pass
+        else:
+            hashes = self.catalog.cached_hashes(entry)
+            if hashes:
+                model_hash = hashes[0][:10]
+            else:
+                self.catalog.hash_later(entry)  # known for the next image
         info = images.Infotext(
             prompt=p["prompt"],
             negative_prompt=p["negative_prompt"],

@@ -17,6 +17,7 @@ import msgspec
 
 from sdrest.library.detect import Detection, detect
 from sdrest.library.folders import folder_role, iter_model_files, library_roots
+from sdrest.library.hashing import legacy_hash, sha256_file
 from sdrest.library.headers import HeaderError, read_header
 
 
@@ -99,7 +100,11 @@ class Catalog:
         self.models_dir = models_dir.resolve()
         self.cache_path = cache_path
         self._lock = threading.Lock()
-        self._entries: dict[str, ModelFile] = {}
+        self._entries: dict[str, ModelFile] | None = None
+        self._hash_lock = threading.Lock()
+        self._hashing: set[str] = set()
+        self._hash_queue: list[ModelFile] = []
+        self._hasher: threading.Thread | None = None
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
             db.executescript(_SCHEMA)
@@ -147,7 +152,7 @@ class Catalog:
     @property
     def entries(self) -> list[ModelFile]:
         """The entries of the last scan (scanning first if there was none)."""
-        return list(self._entries.values()) if self._entries else self.scan()
+        return list(self._entries.values()) if self._entries is not None else self.scan()
 
     def get(self, name: str, roles: Iterable[str] | None = None) -> ModelFile:
         """Find a model by its library name (`checkpoints/x.safetensors`), file name or stem; never by a path
@@ -176,6 +181,35 @@ class Catalog:
                 (entry.path, entry.size, entry.mtime_ns),
             ).fetchone()
         return (row[0], row[1]) if row and row[0] else None
+
+    def hash_later(self, entry: ModelFile) -> None:
+        """Compute and cache the file's hashes in a background thread (one file at a time), unless cached: the
+        server uses them in infotext, and a multi-gigabyte file must not hold up a job."""
+        with self._hash_lock:
+            if entry.path in self._hashing:
+                return
+            self._hashing.add(entry.path)
+            if self._hasher is None or not self._hasher.is_alive():
+                self._hasher = threading.Thread(target=self._hash_pending, name="sdrest-hasher", daemon=True)
+                self._hasher.start()
+            self._hash_queue.append(entry)
+
+    def _hash_pending(self) -> None:
+        while True:
+            with self._hash_lock:
+                if not self._hash_queue:
+                    self._hasher = None
+                    return
+                entry = self._hash_queue.pop(0)
+            try:
+                if self.cached_hashes(entry) is None:
+                    path = Path(entry.path)
+                    self.store_hashes(entry, sha256_file(path), legacy_hash(path))
+            except OSError:
+                pass  # the file went away; the next scan forgets it
+            finally:
+                with self._hash_lock:
+                    self._hashing.discard(entry.path)
 
     def store_hashes(self, entry: ModelFile, sha256: str, legacy: str) -> None:
         with closing(self._connect()) as db, db:
