@@ -125,3 +125,19 @@ def test_lookup_by_name_file_or_stem_and_never_outside(library: Library, data_di
     for name in ("../data/library.sqlite3", "/etc/passwd", "vae/../taesd/taesd.safetensors"):
         with pytest.raises(UnknownModel):
             catalog.get(name)
+
+
+def test_a_file_dropped_in_while_running_is_found_by_name(
+    library: Library, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdrest.library import catalog as module
+
+    catalog = _catalog(library, data_dir)
+    catalog.scan()
+    monkeypatch.setattr(module, "RESCAN_ON_MISS_AFTER", 0.0)
+    library.add("taesd", "taesd/new-taesd.safetensors")
+    assert catalog.get("new-taesd").role == "taesd"  # the miss rescanned
+    monkeypatch.setattr(module, "RESCAN_ON_MISS_AFTER", 60.0)
+    library.add("vae-sd1-dec32", "vae/newer.safetensors")
+    with pytest.raises(UnknownModel):
+        catalog.get("newer")  # misses right after a scan do not rescan again (a flood of bad names costs nothing)

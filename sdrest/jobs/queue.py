@@ -255,7 +255,8 @@ class JobQueue:
         }
         if p.get("eta") is not None:
             params["eta"] = p["eta"]
-        infotexts = [self._infotext(job, p["seed"] + i) for i in range(p["batch_count"])]
+        model_hash = self._model_hash(job)
+        infotexts = [self._infotext(job, p["seed"] + i, model_hash) for i in range(p["batch_count"])]
         return {
             "args": job.plan,
             "params": params,
@@ -263,21 +264,18 @@ class JobQueue:
             "encode": {"format": p["output_format"], "infotexts": infotexts},
         }
 
-    def _infotext(self, job: JobRecord, seed: int) -> str:
+    def _model_hash(self, job: JobRecord) -> str | None:
+        """The model's AutoV2 hash. Computed once per file version, on first use, as A1111 does: the infotext then
+        never changes between runs of the same job, so the same seed keeps giving the same bytes."""
+        try:
+            return self.catalog.hashes(self.catalog.get(job.model or ""))[0][:10]
+        except (UnknownModel, OSError):
+            return None
+
+    def _infotext(self, job: JobRecord, seed: int, model_hash: str | None) -> str:
         p = job.params
-        model_hash = None
         name = Path(job.model or "").stem
         arch = ARCHITECTURES.get(job.architecture or "")
-        try:
-            entry = self.catalog.get(job.model or "")
-        except UnknownModel:
-            pass
-        else:
-            hashes = self.catalog.cached_hashes(entry)
-            if hashes:
-                model_hash = hashes[0][:10]
-            else:
-                self.catalog.hash_later(entry)  # known for the next image
         info = images.Infotext(
             prompt=p["prompt"],
             negative_prompt=p["negative_prompt"],

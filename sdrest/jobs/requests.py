@@ -44,7 +44,13 @@ def choose_model(catalog: Catalog, name: str | None, loaded: dict[str, str] | No
             return entry
     if len(candidates) == 1:
         return candidates[0]
-    names = ", ".join(e.name for e in candidates[:10]) or "none"
+    if not candidates:
+        raise Invalid(
+            f"the library ({catalog.models_dir}) has no model that generates images: put one in its checkpoints/ or "
+            "diffusion_models/ folder",
+            field="$.model",
+        )
+    names = ", ".join(e.name for e in candidates[:10])
     raise Invalid(f"name a model: the library has {len(candidates)} ({names})", field="$.model")
 
 

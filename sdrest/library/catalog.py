@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
@@ -44,6 +45,9 @@ class ModelFile(msgspec.Struct):
     @property
     def stem(self) -> str:
         return Path(self.name).stem
+
+
+RESCAN_ON_MISS_AFTER = 2.0  # seconds
 
 
 class UnknownModel(LookupError):
@@ -101,10 +105,7 @@ class Catalog:
         self.cache_path = cache_path
         self._lock = threading.Lock()
         self._entries: dict[str, ModelFile] | None = None
-        self._hash_lock = threading.Lock()
-        self._hashing: set[str] = set()
-        self._hash_queue: list[ModelFile] = []
-        self._hasher: threading.Thread | None = None
+        self._scanned_at = 0.0
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
             db.executescript(_SCHEMA)
@@ -147,6 +148,7 @@ class Catalog:
                 )
                 db.executemany("DELETE FROM files WHERE path = ?", gone)
             self._entries = entries
+            self._scanned_at = time.monotonic()
             return list(entries.values())
 
     @property
@@ -156,8 +158,18 @@ class Catalog:
 
     def get(self, name: str, roles: Iterable[str] | None = None) -> ModelFile:
         """Find a model by its library name (`checkpoints/x.safetensors`), file name or stem; never by a path
-        outside the library, so no name a client sends can reach other files."""
+        outside the library, so no name a client sends can reach other files. A name not found triggers one
+        rescan (at most every few seconds), so a file dropped into the library is usable at once."""
         wanted = set(roles) if roles else None
+        try:
+            return self._find(name, wanted)
+        except UnknownModel:
+            if time.monotonic() - self._scanned_at < RESCAN_ON_MISS_AFTER:
+                raise
+        self.scan()
+        return self._find(name, wanted)
+
+    def _find(self, name: str, wanted: set[str] | None) -> ModelFile:
         candidates = [e for e in self.entries if wanted is None or e.role in wanted]
         for match in (
             lambda e: e.name == name,
@@ -182,34 +194,15 @@ class Catalog:
             ).fetchone()
         return (row[0], row[1]) if row and row[0] else None
 
-    def hash_later(self, entry: ModelFile) -> None:
-        """Compute and cache the file's hashes in a background thread (one file at a time), unless cached: the
-        server uses them in infotext, and a multi-gigabyte file must not hold up a job."""
-        with self._hash_lock:
-            if entry.path in self._hashing:
-                return
-            self._hashing.add(entry.path)
-            if self._hasher is None or not self._hasher.is_alive():
-                self._hasher = threading.Thread(target=self._hash_pending, name="sdrest-hasher", daemon=True)
-                self._hasher.start()
-            self._hash_queue.append(entry)
-
-    def _hash_pending(self) -> None:
-        while True:
-            with self._hash_lock:
-                if not self._hash_queue:
-                    self._hasher = None
-                    return
-                entry = self._hash_queue.pop(0)
-            try:
-                if self.cached_hashes(entry) is None:
-                    path = Path(entry.path)
-                    self.store_hashes(entry, sha256_file(path), legacy_hash(path))
-            except OSError:
-                pass  # the file went away; the next scan forgets it
-            finally:
-                with self._hash_lock:
-                    self._hashing.discard(entry.path)
+    def hashes(self, entry: ModelFile) -> tuple[str, str]:
+        """(sha256, legacy hash) of a library file: from the cache, or computed (streamed) and cached."""
+        cached = self.cached_hashes(entry)
+        if cached is not None:
+            return cached
+        path = Path(entry.path)
+        sha256, legacy = sha256_file(path), legacy_hash(path)
+        self.store_hashes(entry, sha256, legacy)
+        return sha256, legacy
 
     def store_hashes(self, entry: ModelFile, sha256: str, legacy: str) -> None:
         with closing(self._connect()) as db, db:
