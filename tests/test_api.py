@@ -305,3 +305,16 @@ def test_a_job_interrupted_twice_fails_instead_of_looping(tmp_path: Path) -> Non
     store.save(job)
     (failed,) = store.recover()
     assert failed.status == "failed" and failed.error is not None and failed.error["code"] == "interrupted"
+
+
+def test_a_late_listener_gets_the_state_once_then_only_what_follows(flux_models: Library, data_dir: Path) -> None:
+    engine = FakeEngine(slow_seconds=0.1)
+    with make_client(flux_models, data_dir, engine) as client:
+        job = client.post("/api/v1/generate", json={**FAST, "prompt": "slow", "steps": 6}).json()
+        assert engine.started.wait(5)
+        time.sleep(0.25)  # a few steps in
+        events = read_events(client, job["id"])
+        types = [e["event"] for e in events]
+        assert types[0] == "started" and types.count("started") == 1
+        assert types[-1] == "completed"
+        assert client.get(f"/api/v1/jobs/{job['id']}/events?heartbeat=x").status_code == 400

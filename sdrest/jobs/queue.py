@@ -125,13 +125,9 @@ class JobQueue:
             self._publish_positions()
             return job
         self.engine.cancel(job_id)
-        # The dispatcher records the outcome; wait for it so the caller sees the final state.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            current = self.store.get(job_id)
-            if current is None or current.status in FINISHED:
-                return current or job
-            time.sleep(0.02)
+        # The dispatcher records the outcome and lets go of the job; wait for that so the caller sees the final state.
+        with self._cond:
+            self._cond.wait_for(lambda: self._running != job_id, timeout=5)
         return self.store.get(job_id) or job
 
     def delete(self, job_id: str) -> None:
@@ -180,6 +176,7 @@ class JobQueue:
             finally:
                 with self._cond:
                     self._running = self._progress = None
+                    self._cond.notify_all()
             self._publish_positions()
 
     def _publish_positions(self) -> None:

@@ -54,8 +54,8 @@ def choose_model(catalog: Catalog, name: str | None, loaded: dict[str, str] | No
     raise Invalid(f"name a model: the library has {len(candidates)} ({names})", field="$.model")
 
 
-def _resolve_loras(request: GenerateRequest, catalog: Catalog, arch: Arch) -> tuple[str, list[tuple[str, float]]]:
-    """The prompt without LoRA tags, and the LoRA files to apply as (absolute path, weight)."""
+def _resolve_loras(request: GenerateRequest, catalog: Catalog, arch: Arch) -> list[tuple[str, float]]:
+    """The LoRA files to apply, from prompt tags and the `loras` field, as (absolute path, weight)."""
     found: list[tuple[str, float, str]] = []
     for match in LORA_TAG.finditer(request.prompt):
         try:
@@ -85,7 +85,7 @@ def _resolve_loras(request: GenerateRequest, catalog: Catalog, arch: Arch) -> tu
         if ":" in entry.path or ">" in entry.path:
             raise Invalid(f"the LoRA file name {entry.name} contains ':' or '>', which sd.cpp cannot read", field=field)
         loras[entry.path] = loras.get(entry.path, 0.0) + weight
-    return LORA_TAG.sub("", request.prompt).strip(), list(loras.items())
+    return list(loras.items())
 
 
 def _check_size(name: str, value: int, arch: Arch, settings: Settings) -> None:
@@ -124,7 +124,7 @@ def prepare(
     _check_size("height", height, arch, settings)
     if width * height > settings.max_pixels:
         raise Invalid(f"{width}x{height} is more than the {settings.max_pixels}-pixel limit", field="$.width")
-    _, loras = _resolve_loras(request, catalog, arch)
+    loras = _resolve_loras(request, catalog, arch)
     seed = request.seed if request.seed >= 0 else secrets.randbelow(2**32)
     params: dict[str, Any] = {
         "prompt": request.prompt,

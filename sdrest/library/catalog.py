@@ -182,8 +182,8 @@ class Catalog:
                 return hits[0]
             if len(hits) > 1:
                 raise UnknownModel(f"{name!r} is ambiguous: {', '.join(sorted(h.name for h in hits))}")
-        kinds = f" {'/'.join(sorted(wanted))}" if wanted else ""
-        raise UnknownModel(f"no{kinds} model named {name!r} in the library")
+        what = " or ".join(sorted(wanted)) if wanted else "model"
+        raise UnknownModel(f"no {what} named {name!r} in the library")
 
     def cached_hashes(self, entry: ModelFile) -> tuple[str, str] | None:
         """(sha256, legacy hash) if computed for this exact version of the file."""

@@ -150,15 +150,21 @@ def current_state(svc: Services, job: JobRecord) -> tuple[str, dict[str, Any]]:
 async def job_events(request: Request) -> Response:
     svc = services(request)
     job = _job(svc, request.path_params["id"])
-    subscription = svc.hub.subscribe(job.id)
-    heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
+    try:
+        heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
+    except ValueError:
+        raise BadRequest("heartbeat must be a number of seconds") from None
+    if not 0.05 <= heartbeat <= 300:
+        raise BadRequest("heartbeat must be between 0.05 and 300 seconds")
 
     async def stream() -> Any:
+        subscription = svc.hub.subscribe(job.id)
         try:
-            # Subscribed first, state read second: no event can fall between the two.
-            latest = svc.store.get(job.id) or job
-            kind, data = current_state(svc, latest)
-            yield _sse(kind, {"job": job.id, **data}, svc.hub.next_id())
+            # The state event's id is taken before the state is read: every event published earlier is already in
+            # that state (the store is written before each publish), so such events are skipped, not repeated.
+            state_id = svc.hub.next_id()
+            kind, data = current_state(svc, svc.store.get(job.id) or job)
+            yield _sse(kind, {"job": job.id, **data}, state_id)
             if kind in TERMINAL:
                 return
             while True:
@@ -166,6 +172,8 @@ async def job_events(request: Request) -> Response:
                     event: Event = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
                 except TimeoutError:
                     yield b": heartbeat\n\n"
+                    continue
+                if event.id < state_id:
                     continue
                 yield _sse(event.type, {"job": job.id, **event.data}, event.id)
                 if event.type in TERMINAL:
