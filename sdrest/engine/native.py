@@ -161,20 +161,3 @@ class Model:
 
     def close(self) -> None:
         self.sd.close()
-
-
-def generate_once(args: dict[str, str], params: dict[str, Any], options: dict[str, Any]) -> list[bytes]:
-    """Load, generate, return PNG bytes: one call for tests and one-off jobs."""
-    import io
-
-    model = Model(args, **options)
-    try:
-        images = model.generate(params)
-    finally:
-        model.close()
-    out = []
-    for image in images:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out

@@ -1,85 +1,67 @@
-"""Run one binding call (a conversion, the build report) in a throw-away child process.
+"""Run one function (a conversion, the build report) in a throw-away child process.
 
-Some model files abort whatever process reads them, so even a one-off call never runs in the caller's process. The
-child reports progress and log lines over a pipe; a child that dies is reported with its signal and last log lines.
+Some model files abort whatever process reads them, so even a one-off binding call never runs in the caller's process.
+The child reports progress and log lines over a pipe; a child that dies is reported with its signal and last log lines.
 """
 
 from __future__ import annotations
 
-import signal
+import importlib
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sdrest.engine import messages as m
+from sdrest.engine.errors import EngineCrashed, TaskFailed
 from sdrest.engine.process import spawn, stop
 
 ProgressFn = Callable[[int, int], None]
-
-
-class EngineCrashed(RuntimeError):
-    """The child process died instead of answering (a native abort or segfault)."""
-
-    def __init__(self, exitcode: int | None, log_tail: list[str]) -> None:
-        self.exitcode = exitcode
-        self.log_tail = log_tail
-        super().__init__(f"the native library crashed ({describe_exit(exitcode)})")
-
-
-class TaskFailed(RuntimeError):
-    """The binding reported a failure; the message is sd.cpp's."""
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """'SIGSEGV', 'SIGABRT', 'exit code 3' … for a child's exit code."""
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return signal.Signals(-exitcode).name
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
+ENTRY = "sdrest.engine.oneshot:child_main"
 
 
 def child_main(conn: Connection) -> None:
-    """The child's side: receive (task, args), run it, send the result."""
-    from sdrest.engine import native
-
-    task, args = conn.recv()
-
-    native.set_log_sink(lambda level, line: conn.send(("log", level, line)))
-    native.set_progress_sink(lambda step, steps, _speed: conn.send(("progress", step, steps)))
+    """The child's side: receive a `Call`, run it, answer `Result` or `Failed`."""
+    call = m.receive_in_child(conn)
+    assert isinstance(call, m.Call)
+    module, _, name = call.function.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    native = sys.modules.get("sdrest.engine.native")
+    if native is not None:  # the function uses the binding: forward what sd.cpp logs and reports
+        native.set_log_sink(lambda level, line: m.send(conn, m.Log(level, line)))
+        native.set_progress_sink(lambda step, steps, speed: m.send(conn, m.Progress(step, steps, speed)))
     try:
-        result = getattr(native, task)(*args)
-    except native.NativeError as e:
-        conn.send(("error", str(e)))
+        result = function(*call.args)
+    except Exception as e:  # reported to the caller, who decides what it means
+        m.send(conn, m.Failed(type(e).__name__, str(e)))
     else:
-        conn.send(("ok", result))
+        m.send(conn, m.Result(result))
     conn.close()
 
 
-def run(task: str, *args: Any, progress: ProgressFn | None = None) -> Any:
-    """Call `sdrest.engine.native.<task>(*args)` in a child process and return its result."""
-    process, conn = spawn("oneshot")
+def run(function: str, *args: Any, progress: ProgressFn | None = None) -> Any:
+    """Call `function` ("module:function") with `args` in a child process and return its result.
+    Raises TaskFailed when it raises, EngineCrashed when the child dies."""
+    process, conn = spawn(ENTRY)
     tail: list[str] = []
     try:
-        conn.send((task, args))
+        m.send(conn, m.Call(function, list(args)))
         while True:
             try:
-                message = conn.recv()
+                message = m.receive_from_child(conn)
             except (EOFError, OSError):
                 process.wait()
                 raise EngineCrashed(process.returncode, tail[-10:]) from None
-            kind = message[0]
-            if kind == "log":
-                tail.append(message[2])
-                del tail[:-50]
-            elif kind == "progress" and progress is not None:
-                progress(message[1], message[2])
-            elif kind == "error":
-                raise TaskFailed(message[1])
-            elif kind == "ok":
-                return message[1]
+            match message:
+                case m.Log(line=line):
+                    tail.append(line)
+                    del tail[:-50]
+                case m.Progress(step=step, steps=steps) if progress is not None:
+                    progress(step, steps)
+                case m.Failed(message=text):
+                    raise TaskFailed(text)
+                case m.Result(value=value):
+                    return value
     finally:
         conn.close()
         stop(process, grace=5.0)  # normally already gone: it exits once it has answered

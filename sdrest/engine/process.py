@@ -1,12 +1,14 @@
-"""Start a child Python process that talks back over a `multiprocessing` connection.
+"""Start a child Python process by a `"module:function"` entry point, talking back over a `multiprocessing` pipe.
 
-Children are started with `python -m sdrest.engine.process <fd> <role>` rather than multiprocessing's spawn, so they
-never re-import the caller's `__main__` (a script without a main guard would otherwise run again in the child) and
-inherit nothing but the connection's file descriptor.
+Children are started with `python -m sdrest.engine.process <fd> <module:function>` rather than multiprocessing's
+spawn, so they never re-import the caller's `__main__` (a script without a main guard would otherwise run again in the
+child) and inherit nothing but the connection's file descriptor. A new child role (converter, hasher, downloader) is a
+function taking the connection; nothing here changes for it.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -15,12 +17,15 @@ import sys
 from multiprocessing.connection import Connection
 
 
-def spawn(role: str) -> tuple[subprocess.Popen[bytes], Connection]:
-    """Start a child running `role` ("oneshot" or "worker"); returns the process and the parent's end of the pipe."""
+def spawn(entry: str) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start a child running `entry` ("package.module:function", called with the child's end of the pipe); returns
+    the process and the parent's end."""
+    if ":" not in entry:
+        raise ValueError(f"a child entry point is 'module:function', not {entry!r}")
     parent, child = multiprocessing.Pipe(duplex=True)
     fd = child.fileno()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sdrest.engine.process", str(fd), role],
+        [sys.executable, "-m", "sdrest.engine.process", str(fd), entry],
         pass_fds=[fd],
         stdin=subprocess.DEVNULL,
         # The child's own stdout/stderr are the server's: sd.cpp may print there if it bypasses the log callback.
@@ -41,18 +46,25 @@ def stop(process: subprocess.Popen[bytes], grace: float = 1.0) -> None:
             process.wait()
 
 
+def describe_exit(exitcode: int | None) -> str:
+    """'SIGSEGV', 'SIGABRT', 'exit code 3' … for a child's exit code."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
 def _main() -> None:
-    fd, role = int(sys.argv[1]), sys.argv[2]
+    fd, entry = int(sys.argv[1]), sys.argv[2]
     _die_with_parent()
     conn = Connection(fd)
     os.set_inheritable(fd, False)
-    if role == "oneshot":
-        from sdrest.engine.oneshot import child_main
-    elif role == "worker":
-        from sdrest.engine.worker import child_main
-    else:
-        raise SystemExit(f"unknown child role {role!r}")
-    child_main(conn)
+    module, _, function = entry.partition(":")
+    getattr(importlib.import_module(module), function)(conn)
 
 
 def _die_with_parent() -> None:

@@ -10,59 +10,37 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sdrest.engine.oneshot import describe_exit
-from sdrest.engine.process import spawn
+from sdrest.engine import messages as m
+from sdrest.engine import oneshot
+from sdrest.engine.errors import Cancelled, EngineCrashed, EngineUnavailable, GenerationFailed
+from sdrest.engine.process import describe_exit, spawn
 from sdrest.engine.process import stop as stop_process
+from sdrest.engine.protocol import EventFn
+from sdrest.specs import JobSpec
 
 log = logging.getLogger("sdrest.engine")
 native_log = logging.getLogger("sdrest.engine.sdcpp")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 READY_TIMEOUT = 120.0
-
-EventFn = Callable[[tuple[Any, ...]], None]
-
-
-class EngineError(Exception):
-    """Base of the ways a job can end without images."""
+WORKER = "sdrest.engine.worker:child_main"
 
 
-class EngineCrashed(EngineError):
-    """The worker died during the job; `while_loading` says whether it died loading the model."""
-
-    def __init__(self, exitcode: int | None, log_tail: list[str], while_loading: bool) -> None:
-        self.signal = describe_exit(exitcode)
-        self.log_tail = log_tail
-        self.while_loading = while_loading
-        stage = "loading the model" if while_loading else "generating"
-        super().__init__(f"the native library crashed while {stage} ({self.signal})")
-
-
-class Cancelled(EngineError):
-    """The job was cancelled while it ran."""
-
-
-class GenerationFailed(EngineError):
-    """sd.cpp refused the job without crashing (a model that does not load, an argument it rejects)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        super().__init__(message)
-
-
-class EngineUnavailable(EngineError):
-    """The worker process cannot start (the binding does not import, or never answers)."""
+def probe_build() -> dict[str, Any]:
+    """What the binding was built with, asked of a throw-away child (the binding may not even import)."""
+    info: dict[str, Any] = oneshot.run("sdrest.engine.native:backend_info")
+    return info
 
 
 class Supervisor:
-    """Owns at most one worker process. `run` is called by one thread at a time (the dispatcher); `cancel`, `stop`
-    and `status` may be called from any thread."""
+    """Owns at most one worker process; implements `engine.protocol.Engine`. `entry` names the worker's entry point
+    (tests start stand-in workers with it)."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], entry: str = WORKER) -> None:
         self.options = options
+        self.entry = entry
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -72,35 +50,58 @@ class Supervisor:
         self.last_error: str | None = None
         self._job: str | None = None
         self._cancelled: str | None = None
+        self._closed = False
         self.last_used = time.monotonic()
+
+    def probe(self) -> dict[str, Any]:
+        return probe_build()
 
     # -- process management ---------------------------------------------------------------------------------------
 
-    def start(self) -> dict[str, Any]:
-        """Start a worker if none runs; returns its build info. Raises EngineUnavailable."""
+    def _start(self, job_id: str) -> tuple[subprocess.Popen[bytes], Connection]:
+        """The running worker, started if there is none. Raises EngineUnavailable, or Cancelled when the job is
+        cancelled or the server stops while the worker starts."""
         with self._lock:
+            if self._closed:
+                raise Cancelled()
             if self._process is not None and self._process.poll() is None and self._conn is not None:
-                return self.info or {}
+                return self._process, self._conn
             self.state = "starting"
-            process, conn = spawn("worker")
+            process, conn = spawn(self.entry)
             self._process, self._conn = process, conn
-        if not conn.poll(READY_TIMEOUT):
-            stop_process(process)
-            self.state, self.last_error = "stopped", "the worker did not start in time"
-            raise EngineUnavailable(self.last_error)
         try:
-            kind, info = conn.recv()
+            if not conn.poll(READY_TIMEOUT):
+                stop_process(process)
+                self._forget(process)
+                self.last_error = "the worker did not start in time"
+                raise EngineUnavailable(self.last_error)
+            ready = m.receive_from_child(conn)
+            assert isinstance(ready, m.Ready)
         except (EOFError, OSError):
             process.wait()
-            self.state = "stopped"
+            if self._deliberate(job_id, process):
+                raise Cancelled() from None
+            self._forget(process)
             self.last_error = f"the worker process exits at start ({describe_exit(process.returncode)})"
             raise EngineUnavailable(self.last_error) from None
-        self.info, self.state, self.last_error, self.loaded = info, "idle", None, None
-        log.info("generation worker %d ready (%s backend)", process.pid, info.get("backend"))
-        return dict(info)
+        with self._lock:
+            if self._process is not process:  # stopped while it started
+                raise Cancelled()
+            self.info, self.state, self.last_error, self.loaded = ready.info, "idle", None, None
+        log.info("generation worker %d ready (%s backend)", process.pid, ready.info.get("backend"))
+        return process, conn
+
+    def _deliberate(self, job_id: str, process: subprocess.Popen[bytes]) -> bool:
+        """Whether a worker's end was asked for: this job was cancelled, or stop() already let go of the process."""
+        with self._lock:
+            return self._cancelled == job_id or self._process is not process
+
+    def _forget(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if self._process is process:
+                self._process, self._conn, self.state, self.loaded = None, None, "stopped", None
 
     def stop(self) -> None:
-        """Stop the worker (idle unload, shutdown); the next job starts a new one."""
         with self._lock:
             process, self._process, conn, self._conn = self._process, None, self._conn, None
             self.state, self.loaded = "stopped", None
@@ -109,8 +110,12 @@ class Supervisor:
         if process is not None:
             stop_process(process)
 
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.stop()
+
     def cancel(self, job_id: str) -> bool:
-        """Cancel `job_id` if it is the one running (or about to): its worker is stopped."""
         with self._lock:
             self._cancelled = job_id
             running = self._job == job_id
@@ -121,57 +126,53 @@ class Supervisor:
 
     # -- jobs -------------------------------------------------------------------------------------------------------
 
-    def run(self, job_id: str, task: dict[str, Any], on_event: EventFn) -> tuple[list[tuple[bytes, int, int]], dict]:
-        """Run one generation; returns (encoded images with sizes, timings). Raises an EngineError."""
+    def run(self, job_id: str, spec: JobSpec, on_event: EventFn) -> m.Done:
         with self._lock:
             self._job = job_id
             if self._cancelled == job_id:
                 self._job = None
                 raise Cancelled()
         try:
-            return self._run(job_id, task, on_event)
+            return self._run(job_id, spec, on_event)
         finally:
             with self._lock:
                 self._job = None
                 self.last_used = time.monotonic()
 
-    def _run(self, job_id: str, task: dict[str, Any], on_event: EventFn) -> tuple[list[tuple[bytes, int, int]], dict]:
-        self.start()
-        conn, process = self._conn, self._process
-        assert conn is not None and process is not None
+    def _run(self, job_id: str, spec: JobSpec, on_event: EventFn) -> m.Done:
+        process, conn = self._start(job_id)
+        if self._deliberate(job_id, process):  # cancelled before there was a process to stop
+            raise Cancelled()
         tail: list[str] = []
         loading = False
         try:
-            conn.send(("generate", {**task, "options": {**self.options, **task.get("options", {})}}))
+            m.send(conn, m.Generate(job_id, spec, self.options))
             self.state = "generating"
             while True:
-                message = conn.recv()
-                kind = message[0]
-                if kind == "log":
-                    tail.append(message[2])
-                    del tail[:-40]
-                    native_log.log(_LEVELS.get(message[1], logging.INFO), "%s", message[2])
-                elif kind == "loading":
-                    loading, self.state, self.loaded = True, "loading", None
-                    on_event(message)
-                elif kind == "loaded":
-                    loading, self.state, self.loaded = False, "generating", task["args"]
-                    on_event(message)
-                elif kind in ("progress", "preview"):
-                    on_event(message)
-                elif kind == "done":
-                    self.state = "idle"
-                    return message[1], message[2]
-                elif kind == "failed":
-                    self.state = "idle"
-                    raise GenerationFailed(message[1], message[2])
-        except (EOFError, OSError, BrokenPipeError):
+                message = m.receive_from_child(conn)
+                match message:
+                    case m.Log(level=level, line=line):
+                        tail.append(line)
+                        del tail[:-40]
+                        native_log.log(_LEVELS.get(level, logging.INFO), "%s", line)
+                    case m.Loading():
+                        loading, self.state, self.loaded = True, "loading", None
+                        on_event(message)
+                    case m.Loaded():
+                        loading, self.state, self.loaded = False, "generating", spec.model.plan
+                        on_event(message)
+                    case m.Progress() | m.PreviewImage():
+                        on_event(message)
+                    case m.Done():
+                        self.state = "idle"
+                        return message
+                    case m.Failed(code=code, message=text):
+                        self.state = "idle"
+                        raise GenerationFailed(code, text)
+        except (EOFError, OSError):
             process.wait()
-            with self._lock:
-                # Stopped on purpose: this job was cancelled, or stop() (shutdown) already let go of the process.
-                deliberate = self._cancelled == job_id or self._process is not process
-                if self._process is process:
-                    self._process, self._conn, self.state, self.loaded = None, None, "stopped", None
+            deliberate = self._deliberate(job_id, process)
+            self._forget(process)
             if deliberate:
                 raise Cancelled() from None
             log.error("generation worker died (%s) during job %s", describe_exit(process.returncode), job_id)

@@ -2,12 +2,12 @@
 
 Its lifecycle, as the supervisor (`engine.supervisor`) sees it:
 
-    (spawn) ──▶ starting ──ready──▶ idle ──generate──▶ loading ──loaded──▶ generating ──done/failed──▶ idle
+    (spawn) ──▶ starting ──Ready──▶ idle ──Generate──▶ loading ──Loaded──▶ generating ──Done/Failed──▶ idle
                    │                 ▲                    │                    │
                    ╰──── exits ──────┴── stopped ◀── kill (cancel, idle unload, crash: EOF on the pipe) ◀╯
 
-It keeps the loaded context while consecutive jobs share a loading plan and reloads when the plan changes. Every
-message it sends is a tuple whose first item names it; see `run()` for the list.
+It keeps the loaded context while consecutive jobs share a loading plan and options, and reloads when either changes.
+The messages are the structs of `engine.messages`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sdrest import images
+from sdrest.engine import messages as m
+from sdrest.engine.calls import generate_image_kwargs
 
 PREVIEW_SIDE = 256
 
@@ -30,67 +31,55 @@ class Worker:
         self.conn = conn
         self.model: Any = None
         self.key: Any = None
-        native.set_log_sink(lambda level, line: conn.send(("log", level, line)))
-        native.set_progress_sink(lambda step, steps, speed: conn.send(("progress", step, steps, speed)))
+        native.set_log_sink(lambda level, line: m.send(conn, m.Log(level, line)))
+        native.set_progress_sink(lambda step, steps, speed: m.send(conn, m.Progress(step, steps, speed)))
 
     def run(self) -> None:
-        """Serve until the pipe closes. Sends: ready(info), log(level, line), loading(), loaded(seconds),
-        progress(step, steps, s/it), preview(step, png), done(outputs, timings), failed(code, message)."""
-        self.conn.send(("ready", self.native.backend_info()))
+        """Serve until the pipe closes."""
+        m.send(self.conn, m.Ready(self.native.backend_info()))
         while True:
             try:
-                message = self.conn.recv()
+                message = m.receive_in_child(self.conn)
             except (EOFError, OSError):
                 return
-            if message[0] == "generate":
-                self.generate(message[1])
-            elif message[0] == "unload":
-                self.unload()
+            if isinstance(message, m.Generate):
+                m.send(self.conn, self.generate(message))
 
-    def unload(self) -> None:
+    def ensure_model(self, plan: dict[str, str], options: dict[str, Any]) -> float:
+        key = (sorted(plan.items()), sorted(options.items()))
+        if key == self.key:
+            return 0.0
         if self.model is not None:
             self.model.close()
         self.model = self.key = None
-
-    def ensure_model(self, args: dict[str, str], options: dict[str, Any]) -> float:
-        key = (sorted(args.items()), sorted(options.items()))
-        if key == self.key:
-            return 0.0
-        self.unload()
-        self.conn.send(("loading",))
+        m.send(self.conn, m.Loading())
         start = time.perf_counter()
-        self.model = self.native.Model(args, **options)
+        self.model = self.native.Model(plan, **options)
         self.key = key
         seconds = time.perf_counter() - start
-        self.conn.send(("loaded", seconds))
+        m.send(self.conn, m.Loaded(seconds))
         return seconds
 
-    def generate(self, task: dict[str, Any]) -> None:
+    def generate(self, job: m.Generate) -> m.Done | m.Failed:
+        spec = job.spec
         try:
-            load_seconds = self.ensure_model(task["args"], task["options"])
+            load_seconds = self.ensure_model(spec.model.plan, job.options)
         except self.native.NativeError as e:
-            self.conn.send(("failed", "model_load_failed", str(e)))
-            return
-        preview = task.get("preview")
+            return m.Failed("model_load_failed", str(e))
+        preview = spec.preview
         start = time.perf_counter()
         try:
             pictures = self.model.generate(
-                task["params"],
+                generate_image_kwargs(spec),
                 preview=self._send_preview if preview else None,
-                preview_method=preview["method"] if preview else "proj",
-                preview_interval=preview["interval"] if preview else 1,
+                preview_method=preview.method if preview else "proj",
+                preview_interval=preview.interval if preview else 1,
             )
         except (ValueError, RuntimeError) as e:  # the wrapper's own argument checks
-            self.conn.send(("failed", "generation_failed", str(e)))
-            return
-        generate_seconds = time.perf_counter() - start
-        encode = task["encode"]
-        outputs = []
-        for picture, infotext in zip(pictures, encode["infotexts"], strict=False):
-            data = images.encode_image(picture, encode["format"], infotext, quality=encode.get("quality", 95))
-            outputs.append((data, picture.width, picture.height))
-        timings = {"load": load_seconds, "generate": generate_seconds}
-        self.conn.send(("done", outputs, timings))
+            return m.Failed("generation_failed", str(e))
+        seconds = time.perf_counter() - start
+        raw = [m.RawImage(p.width, p.height, p.mode, p.tobytes()) for p in pictures]
+        return m.Done(raw, {"load": load_seconds, "generate": seconds})
 
     def _send_preview(self, step: int, frames: list[Any], is_noisy: bool) -> None:
         if not frames:
@@ -99,8 +88,9 @@ class Worker:
         frame.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
         buffer = io.BytesIO()
         frame.save(buffer, format="JPEG", quality=80)
-        self.conn.send(("preview", step, buffer.getvalue()))
+        m.send(self.conn, m.PreviewImage(step, buffer.getvalue()))
 
 
 def child_main(conn: Connection) -> None:
+    """The worker's entry point (`sdrest.engine.worker:child_main`)."""
     Worker(conn).run()
