@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -14,8 +15,8 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdrest import errors, services
-from sdrest.engine import oneshot
-from sdrest.engine.supervisor import Supervisor
+from sdrest.engine.protocol import Engine
+from sdrest.jobs.errors import JobsError
 from sdrest.routes import generate, jobs, system
 from sdrest.settings import Settings
 
@@ -52,38 +53,32 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def _probe_engine(svc: services.Services) -> None:
-    """Learn what the binding was built with, in a child process, without delaying start-up."""
-    try:
-        svc.build_info = oneshot.run("backend_info")
-    except Exception as e:  # any failure here means generation cannot work: report it, keep serving the rest
-        svc.build_error = f"the stable-diffusion.cpp binding does not load: {e}"
-        log.error("%s", svc.build_error)
-    finally:
-        svc.ready.set()
-
-
-def create_app(settings: Settings, engine: Supervisor | None = None) -> Starlette:
+def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     """The server. `engine` is a seam for tests: a stand-in for the generation worker's supervisor."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = services.build(settings, engine)
-        svc.catalog.scan()
+        await asyncio.to_thread(svc.catalog.scan)
         app.state.services = svc
-        threading.Thread(target=_probe_engine, args=(svc,), name="sdrest-probe", daemon=True).start()
-        svc.queue.start()
+        threading.Thread(target=svc.probe_engine, name="sdrest-probe", daemon=True).start()
+        await asyncio.to_thread(svc.queue.start)
         log.info("sdrest serving %s (%d files in the library)", settings.models_path, len(svc.catalog.entries))
         try:
             yield
         finally:
-            svc.queue.stop()
+            await asyncio.to_thread(svc.queue.stop)
             svc.store.close()
 
     api = [*generate.routes, *jobs.routes, *system.routes]
     return Starlette(
         routes=[Mount("/api/v1", routes=api)],
         middleware=[Middleware(BodyLimit, limit=settings.max_body_bytes)],
-        exception_handlers={Exception: errors.handle, HTTPException: errors.handle, errors.ApiError: errors.handle},
+        exception_handlers={
+            Exception: errors.handle,
+            HTTPException: errors.handle,
+            errors.ApiError: errors.handle,
+            JobsError: errors.handle,
+        },
         lifespan=lifespan,
     )

@@ -1,8 +1,7 @@
-"""The exception tree of the HTTP API, and the single handler that turns any of them into one JSON shape.
+"""The native API's exception tree, and the single handler that turns any error into its one JSON shape.
 
     ApiError                      500 internal_error
     ├── BadRequest                400 bad_request
-    ├── Unauthorized              401 unauthorized
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict
@@ -13,7 +12,8 @@
     ├── QueueFull                 429 queue_full
     └── EngineUnavailable         503 engine_unavailable
 
-Every error response is `{"error": {"code": ..., "message": ..., "field": ...?, "details": ...?}}`.
+Every error response is `{"error": {"code": ..., "message": ..., "field": ...?, "details": ...?}}`. The jobs layer
+raises its own errors (`sdrest.jobs.errors`); `from_domain` renders them in this family's shape.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from sdrest.jobs import errors as jobs_errors
 
 log = logging.getLogger("sdrest.http")
 
@@ -53,10 +55,6 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
-
-
-class Unauthorized(ApiError):
-    status, code = 401, "unauthorized"
 
 
 class NotFound(ApiError):
@@ -117,6 +115,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
+_DOMAIN: dict[type[jobs_errors.JobsError], type[ApiError]] = {
+    jobs_errors.Invalid: Invalid,
+    jobs_errors.NoSuchJob: NotFound,
+    jobs_errors.Expired: Gone,
+    jobs_errors.WrongState: Conflict,
+    jobs_errors.QueueFull: QueueFull,
+}
+
+
+def from_domain(error: jobs_errors.JobsError) -> ApiError:
+    """The native API's error for a refusal of the jobs layer."""
+    return _DOMAIN.get(type(error), ApiError)(error.message, field=error.field, details=error.details)
+
+
 _HTTP_CODES: dict[int, type[ApiError]] = {
     400: BadRequest,
     404: NotFound,
@@ -131,6 +143,8 @@ async def handle(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] | None = None
     if isinstance(exc, ApiError):
         error = exc
+    elif isinstance(exc, jobs_errors.JobsError):
+        error = from_domain(exc)
     elif isinstance(exc, HTTPException):
         error = _HTTP_CODES.get(exc.status_code, ApiError)(str(exc.detail))
         headers = dict(exc.headers or {})  # e.g. Allow on a 405

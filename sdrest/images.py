@@ -201,6 +201,15 @@ def _user_comment(text: str) -> Image.Exif:
     return exif
 
 
+def jpeg_data_url(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def from_raw(mode: str, width: int, height: int, pixels: bytes) -> Image.Image:
+    """An image from the raw pixels the engine sends (`Image.tobytes()` of that mode and size)."""
+    return Image.frombytes(mode, (width, height), pixels)
+
+
 def encode_image(image: Image.Image, fmt: str, infotext: str | None, quality: int = 95) -> bytes:
     """Encode an output: PNG with a `parameters` text chunk, JPEG/WebP with the infotext as EXIF UserComment."""
     media_type(fmt)

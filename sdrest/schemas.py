@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from sdrest.library.plan import ModelView
+from sdrest.views import ModelView
 
 # sd.cpp's sampling methods and schedulers (the binding's SAMPLE_METHOD_MAP / SCHEDULER_MAP minus their sentinels;
 # tests/test_engine_contract.py checks these against the binding).
@@ -118,6 +118,7 @@ class Job(msgspec.Struct, omit_defaults=True):
     progress: Progress | None = None
     params: dict[str, Any] = {}
     outputs: list[Output] = []
+    warnings: list[str] = []
     error: JobError | None = None
     links: JobLinks | None = None
 

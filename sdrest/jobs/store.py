@@ -1,6 +1,6 @@
-"""Jobs persisted in SQLite: every parameter, the status, timestamps, outputs and errors survive a restart.
+"""Jobs persisted in SQLite: the spec, the status, timestamps, outputs and errors survive a restart.
 
-The job lifecycle (owned by `jobs.queue`, recorded here):
+The job lifecycle (owned by `jobs.dispatcher`, recorded here):
 
     queued ──▶ running ──▶ completed
       │           │  ╲───▶ failed
@@ -8,7 +8,8 @@ The job lifecycle (owned by `jobs.queue`, recorded here):
       ╰──────────────────▶ cancelled
 
 A job that was running when the server stopped is queued again once (`attempts` counts the tries); a second
-interruption fails it, so a job that kills the server cannot loop forever.
+interruption fails it, so a job that kills the server cannot loop forever. The schema has a version
+(`PRAGMA user_version`); `_MIGRATIONS` brings an older database up to date at open, one step at a time.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from sdrest.specs import JobSpec, LoraUse, ModelUse, Preview, Txt2Img
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
 FINISHED = (COMPLETED, FAILED, CANCELLED)
@@ -37,51 +40,129 @@ class OutputFile(msgspec.Struct):
 
 
 class JobRecord(msgspec.Struct, omit_defaults=True):
-    """Everything about a job. `params` are the request with every default filled in (the real seed included);
-    `plan` is how the model loads (binding arguments), `loras` the LoRA files as (path, weight)."""
+    """Everything about a job: its spec (the request resolved, every default filled in) and what became of it."""
 
     id: str
-    kind: str
     status: str
     created_at: float
-    model: str | None = None
-    architecture: str | None = None
-    params: dict[str, Any] = {}
-    plan: dict[str, str] = {}
-    loras: list[tuple[str, float]] = []
+    spec: JobSpec
     started_at: float | None = None
     finished_at: float | None = None
     outputs: list[OutputFile] = []
     error: dict[str, Any] | None = None
     attempts: int = 0
     timings: dict[str, float] = {}
+    warnings: list[str] = []
+
+    @property
+    def kind(self) -> str:
+        return type(self.spec).__struct_config__.tag  # type: ignore[return-value]
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
-"""
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(JobRecord).decode
 
 
+def _v1_tables(db: sqlite3.Connection) -> None:
+    # One statement per execute: executescript() would commit the migration's transaction half-way.
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT UNIQUE NOT NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            data BLOB NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX jobs_status ON jobs (status, seq)")
+
+
+def _v2_typed_specs(db: sqlite3.Connection) -> None:
+    """Version 0.1 stored `params`/`plan`/`loras` dicts; they become a typed spec."""
+    db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'txt2img'")
+    for job_id, data in db.execute("SELECT id, data FROM jobs").fetchall():
+        old = msgspec.json.decode(data)
+        if "spec" in old:
+            continue
+        p, plan = old.pop("params", {}), old.pop("plan", {})
+        loras = [LoraUse(path.rsplit("/", 1)[-1], path, weight) for path, weight in old.pop("loras", [])]
+        model = ModelUse(
+            old.pop("model", None) or "", old.pop("architecture", None) or "", plan, next(iter(plan.values()), "")
+        )
+        preview = p.get("preview")
+        spec = Txt2Img(
+            model=model,
+            prompt=p.get("prompt", ""),
+            clean_prompt=_strip_tags(p.get("prompt", "")),
+            negative_prompt=p.get("negative_prompt", ""),
+            width=p.get("width", 512),
+            height=p.get("height", 512),
+            steps=p.get("steps", 20),
+            cfg_scale=p.get("cfg_scale", 7.0),
+            guidance=p.get("guidance", 3.5),
+            sampling_method=p.get("sampling_method", "euler_a"),
+            scheduler=p.get("scheduler"),
+            eta=p.get("eta"),
+            seed=p.get("seed", 0),
+            batch_count=p.get("batch_count", 1),
+            clip_skip=p.get("clip_skip", -1),
+            output_format=p.get("output_format", "png"),
+            loras=loras,
+            named_loras=[(x["name"], x["weight"]) for x in p.get("loras", [])],
+            vae=p.get("vae"),
+            taesd=p.get("taesd"),
+            preview=Preview(**preview) if preview else None,
+        )
+        old.pop("kind", None)
+        record = msgspec.convert({**old, "spec": msgspec.to_builtins(spec)}, JobRecord)
+        db.execute("UPDATE jobs SET data = ? WHERE id = ?", (_encode(record), job_id))
+
+
+def _v3_expired(db: sqlite3.Connection) -> None:
+    """Jobs that retention removed, so their URLs answer 410 Gone instead of 404."""
+    db.execute("CREATE TABLE expired (id TEXT PRIMARY KEY, expired_at REAL NOT NULL)")
+
+
+def _strip_tags(prompt: str) -> str:
+    from sdrest.specs import LORA_TAG
+
+    return LORA_TAG.sub("", prompt).strip()
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_typed_specs, _v3_expired]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
 class JobStore:
-    """The job table. One connection shared under a lock: writes are small and rare (a few per job)."""
+    """The job table. One connection shared under a lock: writes are small and few (a few per job). Every method
+    does SQLite I/O: call them from threads, never from the event loop."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone():
+                version = 1  # a 0.1 database: its tables exist, it has no version yet
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"the job database is from a newer sdrest (schema {version} > {SCHEMA_VERSION})")
+            for migration in _MIGRATIONS[version:]:
+                migration(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -97,8 +178,8 @@ class JobStore:
     def add(self, job: JobRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (id, status, created_at, finished_at, data) VALUES (?, ?, ?, ?, ?)",
-                (job.id, job.status, job.created_at, job.finished_at, _encode(job)),
+                "INSERT INTO jobs (id, kind, status, created_at, finished_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (job.id, job.kind, job.status, job.created_at, job.finished_at, _encode(job)),
             )
 
     def save(self, job: JobRecord) -> None:
@@ -112,6 +193,12 @@ class JobStore:
         with self._lock:
             row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _decode(row[0]) if row else None
+
+    def expired_at(self, job_id: str) -> float | None:
+        """When retention removed this job, if it did."""
+        with self._lock:
+            row = self._db.execute("SELECT expired_at FROM expired WHERE id = ?", (job_id,)).fetchone()
+        return float(row[0]) if row else None
 
     def page(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[JobRecord], int]:
         """Newest first; with the total count for paging."""
@@ -129,9 +216,12 @@ class JobStore:
             rows = self._db.execute("SELECT data FROM jobs WHERE status = ? ORDER BY seq", (QUEUED,)).fetchall()
         return [_decode(r[0]) for r in rows]
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, expired: bool = False) -> None:
+        """Forget a job; `expired` remembers that retention removed it (its URLs then answer 410)."""
         with self._tx() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            if expired:
+                db.execute("INSERT OR REPLACE INTO expired (id, expired_at) VALUES (?, ?)", (job_id, time.time()))
 
     def recover(self) -> list[JobRecord]:
         """After a restart: jobs left running go back to the queue once, or fail when that was their last try."""

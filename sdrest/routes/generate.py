@@ -10,7 +10,6 @@ from starlette.routing import Route
 
 from sdrest.errors import ApiError, Conflict, EngineUnavailable, from_validation, json_response
 from sdrest.jobs.events import TERMINAL
-from sdrest.jobs.requests import prepare
 from sdrest.jobs.store import COMPLETED, FINISHED, JobRecord
 from sdrest.routes.jobs import job_view, services
 from sdrest.schemas import generate_decoder
@@ -26,9 +25,7 @@ async def generate(request: Request) -> Response:
         generate_request = generate_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise from_validation(e) from e
-    loaded = svc.engine.loaded
-    job = await run_in_threadpool(prepare, generate_request, svc.catalog, svc.settings, loaded)
-    position = svc.queue.submit(job)
+    job, position = await run_in_threadpool(svc.submit, generate_request)
     if request.query_params.get("wait") in ("1", "true"):
         return await _wait(request, svc, job)
     view = job_view(svc, job)
@@ -45,11 +42,11 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
     """Hold the request until the job ends (the job keeps running if the client goes away)."""
     subscription = svc.hub.subscribe(job.id)
     try:
-        current = svc.store.get(job.id) or job
+        current = await run_in_threadpool(svc.queue.get, job.id)
         while current.status not in FINISHED:
             event = await subscription.queue.get()
             if event.type in TERMINAL:
-                current = svc.store.get(job.id) or current
+                current = await run_in_threadpool(svc.queue.get, job.id)
     finally:
         svc.hub.unsubscribe(job.id, subscription)
     if not _wants_image(request):
@@ -59,18 +56,18 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
         kind = ApiError if current.status == "failed" else Conflict
         raise kind(error["message"], details={"job": current.id, "code": error.get("code")})
     output = current.outputs[0]
-    p = current.params
+    spec = current.spec
     headers = {
         "X-Job-Id": current.id,
         "X-Seed": str(output.seed),
-        "X-Steps": str(p["steps"]),
-        "X-CFG-Scale": str(p["cfg_scale"]),
-        "X-Sampler": p["sampling_method"],
-        "X-Model": current.model or "",
+        "X-Steps": str(spec.steps),
+        "X-CFG-Scale": str(spec.cfg_scale),
+        "X-Sampler": spec.sampling_method,
+        "X-Model": spec.model.name,
         "X-Generation-Time": f"{(current.finished_at or 0) - (current.started_at or 0):.3f}",
         "X-Image-Count": str(len(current.outputs)),
     }
-    path = svc.queue.outputs_dir / current.id / output.filename
+    _, _, path = await run_in_threadpool(svc.queue.output, current.id, output.filename)
     return FileResponse(path, media_type=output.media_type, headers=headers)
 
 

@@ -1,4 +1,7 @@
-"""Jobs: look them up, list them, cancel, delete, follow them (SSE), fetch their outputs and previews."""
+"""Jobs: look them up, list them, cancel, delete, follow them (SSE), fetch their outputs and previews.
+
+Handlers never touch SQLite or files on the event loop: store reads and file work run on threads.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -16,6 +20,7 @@ from sdrest.jobs.events import TERMINAL, Event
 from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
 from sdrest.schemas import Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
 from sdrest.services import Services
+from sdrest.specs import public_params
 
 HEARTBEAT_SECONDS = 15.0
 PREFIX = "/api/v1"
@@ -35,39 +40,34 @@ def job_view(svc: Services, job: JobRecord) -> Job:
         status=job.status,
         kind=job.kind,
         created_at=job.created_at,
-        model=job.model,
-        architecture=job.architecture,
+        model=job.spec.model.name,
+        architecture=job.spec.model.architecture,
         position=svc.queue.position(job.id) if job.status in (QUEUED, RUNNING) else None,
         started_at=job.started_at,
         finished_at=job.finished_at,
         progress=msgspec.convert(progress, Progress) if progress else None,
-        params=job.params,
+        params=public_params(job.spec),
         outputs=[
             Output(o.filename, f"{base}/output/{o.filename}", o.seed, o.width, o.height, o.media_type)
             for o in job.outputs
         ],
+        warnings=job.warnings,
         error=msgspec.convert(job.error, JobError) if job.error else None,
         links=JobLinks(self=base, events=f"{base}/events"),
     )
 
 
-def _job(svc: Services, job_id: str) -> JobRecord:
-    job = svc.store.get(job_id)
-    if job is None:
-        raise NotFound(f"no job {id}")
-    return job
-
-
 async def get_job(request: Request) -> Response:
     svc = services(request)
-    return json_response(job_view(svc, _job(svc, request.path_params["id"])))
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
+    return json_response(job_view(svc, job))
 
 
 async def list_jobs(request: Request) -> Response:
     svc = services(request)
     status = request.query_params.get("status")
     if status is not None and status not in (QUEUED, RUNNING, *FINISHED):
-        raise BadRequest(f"status must be one of queued, running, {', '.join(FINISHED)}")
+        raise BadRequest(f"status must be one of queued, running, {', '.join(FINISHED)}", field="status")
     try:
         limit = int(request.query_params.get("limit", 50))
         offset = int(request.query_params.get("offset", 0))
@@ -75,18 +75,18 @@ async def list_jobs(request: Request) -> Response:
         raise BadRequest("limit and offset must be integers") from None
     if not (1 <= limit <= 500 and offset >= 0):
         raise BadRequest("limit must be 1-500 and offset at least 0")
-    jobs, total = svc.store.page(status, limit, offset)
+    jobs, total = await run_in_threadpool(svc.store.page, status, limit, offset)
     return json_response(JobList([job_view(svc, j) for j in jobs], total, limit, offset))
 
 
 async def cancel_job(request: Request) -> Response:
     svc = services(request)
-    job = await asyncio.to_thread(svc.queue.cancel, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.cancel, request.path_params["id"])
     return json_response(job_view(svc, job))
 
 
 async def delete_job(request: Request) -> Response:
-    services(request).queue.delete(request.path_params["id"])
+    await run_in_threadpool(services(request).queue.delete, request.path_params["id"])
     return Response(status_code=204)
 
 
@@ -98,32 +98,33 @@ async def queue_state(request: Request) -> Response:
     return json_response(QueueState(snapshot["running"], progress, queued, len(queued), svc.settings.queue_size))
 
 
+def _thumb_size(request: Request) -> int | None:
+    if request.query_params.get("thumb") not in ("1", "true"):
+        return None
+    try:
+        size = int(request.query_params.get("size", 256))
+    except ValueError:
+        raise BadRequest("size must be an integer", field="size") from None
+    if not 1 <= size <= 1024:
+        raise BadRequest("size must be between 1 and 1024", field="size")
+    return size
+
+
 async def get_output(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["id"])
-    filename = request.path_params["filename"]
-    # Only names the job itself produced are served: nothing a client sends ever becomes a path.
-    output = next((o for o in job.outputs if o.filename == filename), None)
-    if output is None:
-        raise NotFound(f"job {job.id} has no output {filename!r}")
-    path = svc.queue.outputs_dir / job.id / output.filename
-    if not path.is_file():
-        raise NotFound(f"the output {filename} is gone (retention)")
-    if request.query_params.get("thumb") in ("1", "true"):
-        try:
-            size = int(request.query_params.get("size", 256))
-        except ValueError:
-            raise BadRequest("size must be an integer") from None
-        if not 1 <= size <= 1024:
-            raise BadRequest("size must be between 1 and 1024")
-        data = await asyncio.to_thread(images.thumbnail, path.read_bytes(), size)
+    size = _thumb_size(request)
+    job, output, path = await run_in_threadpool(
+        svc.queue.output, request.path_params["id"], request.path_params["filename"]
+    )
+    if size is not None:
+        data = await run_in_threadpool(lambda: images.thumbnail(path.read_bytes(), size))
         return Response(data, media_type=images.sniff_media_type(data))
     return FileResponse(path, media_type=output.media_type, filename=output.filename, content_disposition_type="inline")
 
 
 async def get_preview(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
     preview = svc.queue.preview(job.id)
     if preview is None:
         raise NotFound(f"job {job.id} has no preview (ask for one with the request's `preview` field)")
@@ -149,13 +150,13 @@ def current_state(svc: Services, job: JobRecord) -> tuple[str, dict[str, Any]]:
 
 async def job_events(request: Request) -> Response:
     svc = services(request)
-    job = _job(svc, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
     try:
         heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
     except ValueError:
-        raise BadRequest("heartbeat must be a number of seconds") from None
+        raise BadRequest("heartbeat must be a number of seconds", field="heartbeat") from None
     if not 0.05 <= heartbeat <= 300:
-        raise BadRequest("heartbeat must be between 0.05 and 300 seconds")
+        raise BadRequest("heartbeat must be between 0.05 and 300 seconds", field="heartbeat")
 
     async def stream() -> Any:
         subscription = svc.hub.subscribe(job.id)
@@ -163,7 +164,8 @@ async def job_events(request: Request) -> Response:
             # The state event's id is taken before the state is read: every event published earlier is already in
             # that state (the store is written before each publish), so such events are skipped, not repeated.
             state_id = svc.hub.next_id()
-            kind, data = current_state(svc, svc.store.get(job.id) or job)
+            latest = await run_in_threadpool(svc.store.get, job.id)
+            kind, data = current_state(svc, latest or job)
             yield _sse(kind, {"job": job.id, **data}, state_id)
             if kind in TERMINAL:
                 return
@@ -191,7 +193,7 @@ routes = [
     Route("/jobs/{id}", delete_job, methods=["DELETE"]),
     Route("/jobs/{id}/cancel", cancel_job, methods=["POST"]),
     Route("/jobs/{id}/events", job_events, methods=["GET"]),
-    Route("/jobs/{id}/output/{filename}", get_output, methods=["GET"]),
+    Route("/jobs/{id}/output/{filename:path}", get_output, methods=["GET"]),
     Route("/jobs/{id}/preview", get_preview, methods=["GET"]),
     Route("/queue", queue_state, methods=["GET"]),
 ]

@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from sdrest import __version__
 from sdrest.errors import json_response
-from sdrest.library.plan import describe
 from sdrest.routes.jobs import services
 from sdrest.schemas import (
     MAX_PROMPT,
@@ -85,11 +84,11 @@ async def limits(request: Request) -> Response:
 async def models(request: Request) -> Response:
     svc = services(request)
     if request.query_params.get("refresh") in ("1", "true"):
+        svc.views.invalidate()
         await asyncio.to_thread(svc.catalog.scan)
-    entries = svc.catalog.entries
+    views = await asyncio.to_thread(svc.views.all)
     role = request.query_params.get("role")
-    shown = [e for e in entries if role is None or e.role == role]
-    return json_response(ModelList([describe(e, entries) for e in shown]))
+    return json_response(ModelList([v for v in views if role is None or v.role == role]))
 
 
 routes = [

@@ -1,0 +1,76 @@
+"""A job's files on disk: its inputs (init images, masks, control images), its outputs, and their removal.
+
+Layout: `<data_dir>/outputs/<job id>/` holds the outputs by the names the job recorded, and `inputs/` beside them
+holds what the client sent, so a queued job's inputs survive a restart with it. Every path is built here from a job
+id this server made and a file name the job itself recorded: nothing a client sends ever becomes a path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from sdrest import images
+from sdrest.engine.messages import RawImage
+from sdrest.jobs.errors import Expired, NoSuchJob
+from sdrest.jobs.store import JobRecord, OutputFile
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_INPUT_NAME = re.compile(r"[a-z0-9_-]{1,64}\.(png|jpg|webp)")
+
+
+class JobFiles:
+    """The files of every job under `root` (`<data_dir>/outputs`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, job_id: str) -> Path:
+        if not _JOB_ID.fullmatch(job_id):
+            raise NoSuchJob(f"no job {job_id}")
+        return self.root / job_id
+
+    def save_input(self, job_id: str, name: str, data: bytes) -> Path:
+        """Keep an input the job needs (`name` is chosen by the server, e.g. `init.png`)."""
+        if not _INPUT_NAME.fullmatch(name):
+            raise ValueError(f"not an input name: {name!r}")
+        folder = self.folder(job_id) / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_bytes(data)
+        return path
+
+    def save_outputs(self, job: JobRecord, pictures: list[RawImage], infotexts: list[str]) -> list[OutputFile]:
+        """Encode and write the job's images (`NN-<seed>.<ext>`), each with its infotext."""
+        spec = job.spec
+        fmt = spec.output_format
+        extension = "jpg" if fmt == "jpeg" else fmt
+        folder = self.folder(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for index, (raw, infotext) in enumerate(zip(pictures, infotexts, strict=True)):
+            seed = spec.seed + index
+            filename = f"{index:02d}-{seed}.{extension}"
+            picture = images.from_raw(raw.mode, raw.width, raw.height, raw.pixels)
+            (folder / filename).write_bytes(images.encode_image(picture, fmt, infotext))
+            saved.append(OutputFile(filename, seed, raw.width, raw.height, images.media_type(fmt)))
+        return saved
+
+    def output(self, job: JobRecord, filename: str) -> tuple[OutputFile, Path]:
+        """An output the job recorded, and where it is. Raises NoSuchJob for a name the job never made, Expired for a
+        file that is no longer there."""
+        output = next((o for o in job.outputs if o.filename == filename), None)
+        if output is None:
+            raise NoSuchJob(f"job {job.id} has no output {filename!r}")
+        folder = self.folder(job.id)
+        path = folder / output.filename
+        if not path.is_file():
+            raise Expired(f"the output {filename} of job {job.id} was removed")
+        # A link replacing an output must not lead out of the job's folder.
+        if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+            raise NoSuchJob(f"job {job.id} has no output {filename!r} in its folder")
+        return output, path
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
