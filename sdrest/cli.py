@@ -19,19 +19,25 @@ from sdrest.library import convert as converter
 from sdrest.library.catalog import Catalog, ModelFile, UnknownModel, inspect_file
 from sdrest.library.folders import create_folders
 from sdrest.library.hashing import hashes_of, legacy_hash, sha256_file
-from sdrest.library.plan import describe
 from sdrest.progress import Bar
-from sdrest.settings import Settings, SettingsError, load_settings
+from sdrest.settings import FIELDS, SETTING_HELP, SETTING_TYPES, Settings, SettingsError, load_settings
+from sdrest.views import describe
 
 
 class CliError(Exception):
     """A failure to report in one line and exit 1."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models-dir", type=Path, help="model library (SDREST_MODELS_DIR)")
-    parser.add_argument("--data-dir", type=Path, help="state: caches, jobs, outputs (SDREST_DATA_DIR)")
-    parser.add_argument("--config", type=Path, help="TOML config file (SDREST_CONFIG)")
+_LIBRARY_SETTINGS = ("models_dir", "data_dir", "config")
+
+
+def _common(parser: argparse.ArgumentParser, names: Sequence[str] = _LIBRARY_SETTINGS) -> None:
+    """A flag for each named setting: `--models-dir` for `models_dir`, typed as the setting is."""
+    for name in names:
+        kind, help_text = SETTING_TYPES[name], SETTING_HELP.get(name, "")
+        flag = "--" + name.replace("_", "-")
+        env = f"SDREST_{name.upper()}"
+        parser.add_argument(flag, type=kind, dest=name, metavar=name.upper(), help=f"{help_text} ({env})".strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server")
-    _common(serve)
-    serve.add_argument("--host", help="bind address (SDREST_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (SDREST_PORT, default 7860)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(SDREST_LOG_LEVEL)")
+    _common(serve, list(FIELDS))  # every setting is a flag of `serve`
 
     models = sub.add_parser("models", help="list the model library")
     _common(models)
@@ -86,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {k: getattr(args, k, None) for k in ("models_dir", "data_dir", "config", "host", "port", "log_level")}
+    flags = {k: getattr(args, k, None) for k in FIELDS}
     return load_settings(flags)
 
 
@@ -237,11 +240,12 @@ def _folder_for(entry: ModelFile) -> str:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from sdrest.engine import oneshot
+    from sdrest.engine.errors import EngineError
+    from sdrest.engine.supervisor import probe_build
 
     try:
-        info = {"sdrest": __version__, **oneshot.run("backend_info")}
-    except oneshot.EngineCrashed as e:
+        info = {"sdrest": __version__, **probe_build()}
+    except EngineError as e:
         raise CliError(f"the stable-diffusion.cpp binding does not load: {e}") from e
     if args.json:
         _print_json(info)

@@ -51,6 +51,33 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 FIELDS = Settings.__struct_fields__
 
 
+def _python_type(name: str) -> type:
+    """The plain type a flag converts its text to (`Path` for `Path | None`)."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    field = next(f for f in info.fields if f.name == name)
+    kind = field.type
+    if isinstance(kind, msgspec.inspect.UnionType):
+        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+    return {
+        msgspec.inspect.IntType: int,
+        msgspec.inspect.FloatType: float,
+        msgspec.inspect.StrType: str,
+        msgspec.inspect.BoolType: bool,
+    }.get(type(kind), Path)
+
+
+SETTING_TYPES: dict[str, type] = {name: _python_type(name) for name in FIELDS}
+SETTING_HELP = {
+    "models_dir": "model library",
+    "data_dir": "state: caches, jobs, outputs",
+    "config": "TOML config file",
+    "host": "bind address",
+    "port": "port",
+    "log_level": "debug, info, warning or error",
+}
+
+
 class SettingsError(ValueError):
     """A setting has a bad value; the message names it and where it came from."""
 

@@ -161,3 +161,24 @@ ROLES = (
     "photomaker",
     "unknown",
 )
+
+
+# LoRA targets each model family accepts (a LoRA for another family crashes sd.cpp or does nothing).
+LORA_FAMILIES = {"sd1": "sd1", "sd2": "sd2", "sdxl": "sdxl", "sd3": "sd3", "flux": "flux", "wan": "wan",
+                 "qwen_image": "qwen_image", "z_image": "z_image"}  # fmt: skip
+# Distilled UNets keep SD's layer names for blocks of other shapes, so a full-size LoRA makes sd.cpp abort mid-job
+# (measured on SD 1.x Tiny UNet and SDXS-512; the SD 2.x ones are built the same way).
+NO_FULL_SIZE_LORAS = ("sd1_tiny_unet", "sdxs_512_ds", "sd2_tiny_unet", "sdxs_09")
+
+
+def lora_refusal(arch: Arch, target: str) -> str | None:
+    """Why a LoRA made for `target` models cannot apply to `arch`, or None when it can (or nobody knows)."""
+    family = LORA_FAMILIES.get(arch.family)
+    if target != "unknown" and family is not None and target != family:
+        return f"is for {target} models; {arch.label} is {family}"
+    if arch.id in NO_FULL_SIZE_LORAS and target == family:
+        return (
+            f"cannot apply: sd.cpp cannot apply {target} LoRAs to {arch.label}: its layers have other shapes and the "
+            "engine would abort"
+        )
+    return None

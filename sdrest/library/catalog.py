@@ -106,6 +106,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._entries: dict[str, ModelFile] | None = None
         self._scanned_at = 0.0
+        self.version = 0  # goes up each time a scan finds the library changed
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
             db.executescript(_SCHEMA)
@@ -147,6 +148,8 @@ class Catalog:
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, entry) VALUES (?, ?, ?, ?)", changed
                 )
                 db.executemany("DELETE FROM files WHERE path = ?", gone)
+            if changed or gone or self._entries is None or set(entries) != set(self._entries):
+                self.version += 1
             self._entries = entries
             self._scanned_at = time.monotonic()
             return list(entries.values())
@@ -184,6 +187,10 @@ class Catalog:
                 raise UnknownModel(f"{name!r} is ambiguous: {', '.join(sorted(h.name for h in hits))}")
         what = " or ".join(sorted(wanted)) if wanted else "model"
         raise UnknownModel(f"no {what} named {name!r} in the library")
+
+    def find_path(self, path: str) -> ModelFile | None:
+        """The entry of the last scan at this absolute path, if any."""
+        return next((e for e in self.entries if e.path == path), None)
 
     def cached_hashes(self, entry: ModelFile) -> tuple[str, str] | None:
         """(sha256, legacy hash) if computed for this exact version of the file."""

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 from sdrest.engine import oneshot
+from sdrest.engine.errors import EngineCrashed, TaskFailed
 from sdrest.library.headers import HeaderError, read_header
 
-# The GGUF types the binding converts to (sdrest.engine.native.CONVERT_TYPES, kept here so the CLI can validate
-# arguments without starting the engine).
+# The GGUF types the binding converts to (the binding's GGML_TYPE_MAP; tests/test_engine_contract.py checks them),
+# kept here so the CLI can validate arguments without starting the engine.
 CONVERT_TYPES = (
     "f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
     "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "iq1_m", "tq1_0", "tq2_0", "mxfp4",
@@ -50,12 +51,12 @@ def convert(
     # Hidden and without a model suffix, so a library scan never lists a half-written file.
     partial = output.with_name(f".{output.name}.partial")
     try:
-        oneshot.run("convert", str(source), str(partial), output_type, progress=progress)
+        oneshot.run("sdrest.engine.native:convert", str(source), str(partial), output_type, progress=progress)
         read_header(partial)
         os.replace(partial, output)
-    except oneshot.EngineCrashed as e:
+    except EngineCrashed as e:
         raise ConvertError(f"sd.cpp crashed converting {source.name} ({e})") from e
-    except (oneshot.TaskFailed, HeaderError) as e:
+    except (TaskFailed, HeaderError) as e:
         raise ConvertError(f"sd.cpp could not convert {source.name}: {e}") from e
     finally:
         partial.unlink(missing_ok=True)

@@ -81,6 +81,7 @@ def detect(header: Header, *, filename: str = "", folder_role: str | None = None
         or _upscaler(names)
         or _embedding(names)
         or _diffusion(names, hint)
+        or _unsupported(names)
         or _taesd(names)
         or _vae(names)
         or _text_encoder(names)
@@ -161,6 +162,27 @@ def _diffusion(names: Mapping[str, Tensor], hint: str) -> Detection | None:
         details["noise_level"] = "low"
     role = "checkpoint" if is_checkpoint else "diffusion_model"
     return Detection(role, arch, version.value, load_as, details)
+
+
+_REFINER = (
+    "an SDXL refiner, which sd.cpp cannot load (its only text encoder is OpenCLIP-G, and sd.cpp's SDXL needs CLIP-L "
+    "too); generate with an SDXL base model instead"
+)
+_FLUX_DIFFUSERS = (
+    "a Flux.1 transformer in diffusers naming (transformer_blocks / single_transformer_blocks), which sd.cpp 0.4.7 "
+    "cannot load as a single file; use the original-format file (e.g. flux1-dev.safetensors) or a GGUF of it"
+)
+
+
+def _unsupported(names: Mapping[str, Tensor]) -> Detection | None:
+    """Models sd.cpp refuses that would otherwise pass for something else (the refiner's VAE makes it look like a
+    VAE): listed for what they are, with the reason, and never loaded."""
+    unet = _any(names, "model.diffusion_model.input_blocks.")
+    if unet and _any(names, "conditioner.embedders.0.model.") and not _any(names, ".transformer.text_model."):
+        return Detection("checkpoint", details={"unsupported": "sdxl_refiner"}, warnings=[_REFINER])
+    if "x_embedder.weight" in names and _any(names, "single_transformer_blocks.0."):
+        return Detection("diffusion_model", details={"unsupported": "flux_diffusers"}, warnings=[_FLUX_DIFFUSERS])
+    return None
 
 
 def _bare_unet_version(loaded: Mapping[str, Tensor], details: dict[str, Any]) -> SDVersion | None:

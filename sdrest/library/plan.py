@@ -60,7 +60,12 @@ _VAE_LABELS = {
 
 
 class PlanError(ValueError):
-    """The model cannot be loaded as asked; the message says what is missing or wrong."""
+    """The model cannot be loaded as asked; the message says what is missing or wrong, and `slot` names the companion
+    slot at fault (`vae`, `taesd`, ...) when one is."""
+
+    def __init__(self, message: str, slot: str | None = None) -> None:
+        super().__init__(message)
+        self.slot = slot
 
 
 class Plan(msgspec.Struct):
@@ -99,6 +104,8 @@ def make_plan(
         raise PlanError(f"{entry.name} cannot be read: {entry.error}")
     if entry.role not in ("checkpoint", "diffusion_model"):
         raise PlanError(f"{entry.name} is a {entry.role}, not a model that generates images")
+    if entry.details.get("unsupported"):
+        raise PlanError(f"{entry.name} is " + "; ".join(entry.warnings))
     if entry.details.get("unet_only"):
         raise PlanError(
             f"{entry.name} is a bare {entry.architecture} UNet, which sd.cpp 0.4.7 cannot load (it does not recognise "
@@ -141,28 +148,6 @@ def make_plan(
     return plan
 
 
-class ModelView(ModelFile):
-    """A model as `sdrest models --json` and `GET /api/v1/models` show it: the library entry, whether it is broken,
-    and its loading plan (`plan`: the binding arguments, null for files that do not generate) or why there is none."""
-
-    broken: bool = False
-    plan: dict[str, str] | None = None
-    plan_error: str | None = None
-    companions: dict[str, str] = {}
-
-
-def describe(entry: ModelFile, library: Sequence[ModelFile]) -> ModelView:
-    view = ModelView(**msgspec.structs.asdict(entry), broken=entry.broken)
-    if entry.role in ("checkpoint", "diffusion_model") and not entry.broken:
-        try:
-            plan = make_plan(entry, library)
-        except PlanError as e:
-            view.plan_error = str(e)
-        else:
-            view.plan, view.companions, view.warnings = plan.args, plan.companions, plan.warnings
-    return view
-
-
 def _architecture(entry: ModelFile, wanted: Any, warnings: list[str]) -> Arch:
     arch = ARCHITECTURES.get(entry.architecture or "")
     if arch is None:
@@ -186,9 +171,9 @@ def _lookup(library: Sequence[ModelFile], name: str, roles: tuple[str, ...], key
         if e.role in roles and not e.broken and name in (e.name, Path(e.name).name, e.stem, e.name.rsplit(".", 1)[0])
     ]
     if not hits:
-        raise PlanError(f"{key}: no {'/'.join(roles)} named {name!r} in the library")
+        raise PlanError(f"{key}: no {'/'.join(roles)} named {name!r} in the library", slot=key)
     if len({h.path for h in hits}) > 1:
-        raise PlanError(f"{key}: {name!r} is ambiguous: {', '.join(sorted(h.name for h in hits))}")
+        raise PlanError(f"{key}: {name!r} is ambiguous: {', '.join(sorted(h.name for h in hits))}", slot=key)
     return hits[0]
 
 
