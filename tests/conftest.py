@@ -19,7 +19,13 @@ class Library:
         root.mkdir(parents=True, exist_ok=True)
 
     def add(self, layout: str, name: str) -> Path:
-        """Place fixture `layout` at `name` (e.g. "checkpoints/sd15.safetensors")."""
+        """Place fixture `layout` at `name` (e.g. "checkpoints/sd15.safetensors") as a header-only file: its real
+        header over a sparse data area, for tests that never load weights."""
+        target = self.root / name
+        return real.build(layout, directory=target.parent, filename=target.name, weights=False)
+
+    def add_weights(self, layout: str, name: str) -> Path:
+        """Place fixture `layout` at `name` with its random weights, for tests that load it through the binding."""
         target = self.root / name
         return real.build(layout, directory=target.parent, filename=target.name)
 

@@ -1,20 +1,21 @@
-"""A stand-in for the generation engine, for fast tests of queue and API semantics (no native library)."""
+"""A stand-in for the generation engine, for fast tests of queue and API semantics. It implements
+`sdrest.engine.protocol.Engine` and starts nothing real: no process, no binding."""
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from typing import Any
 
-from PIL import Image
-
-from sdrest.engine.supervisor import Cancelled, EngineCrashed, EventFn, GenerationFailed
+from sdrest.engine import messages as m
+from sdrest.engine.errors import Cancelled, EngineCrashed, GenerationFailed
+from sdrest.engine.protocol import EventFn
+from sdrest.specs import JobSpec
 
 
 class FakeEngine:
-    """Behaves like `Supervisor`: prompts steer it — "crash" dies, "crash-load" dies loading, "fail" fails cleanly,
-    "slow" takes `slow_seconds` per step. Each step emits a progress event; outputs are small real PNGs."""
+    """Prompts steer it — "crash" dies, "crash-load" dies loading, "fail" fails cleanly, "slow" takes `slow_seconds`
+    per step. Each step emits a progress event; outputs are raw RGB images of the asked size."""
 
     def __init__(self, step_seconds: float = 0.0, slow_seconds: float = 0.5) -> None:
         self.step_seconds = step_seconds
@@ -23,32 +24,39 @@ class FakeEngine:
         self.loaded: dict[str, str] | None = None
         self.last_used = time.monotonic()
         self.ran: list[str] = []
+        self.specs: list[JobSpec] = []
         self.stops = 0
+        self.probes = 0
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self.started = threading.Event()
 
-    def run(self, job_id: str, task: dict[str, Any], on_event: EventFn) -> tuple[list[tuple[bytes, int, int]], dict]:
+    def probe(self) -> dict[str, Any]:
+        self.probes += 1
+        return {"binding": "fake", "sd_cpp": "fake", "backend": "CPU", "backends": ["CPU"], "tinyblas": False}
+
+    def run(self, job_id: str, spec: JobSpec, on_event: EventFn) -> m.Done:
         self.ran.append(job_id)
+        self.specs.append(spec)
         self.started.set()
-        prompt = task["params"]["prompt"]
-        if self.loaded != task["args"]:
-            on_event(("loading",))
+        prompt = spec.prompt
+        if self.loaded != spec.model.plan:
+            on_event(m.Loading())
             if "crash-load" in prompt:
                 raise EngineCrashed(-11, ["model.cpp:1 - loading"], while_loading=True)
-            self.loaded = task["args"]
-            on_event(("loaded", 0.01))
+            self.loaded = spec.model.plan
+            on_event(m.Loaded(0.01))
         self.state = "generating"
-        steps = task["params"]["sample_steps"]
+        steps = spec.steps
         delay = self.slow_seconds if "slow" in prompt else self.step_seconds
-        for _image in range(task["params"]["batch_count"]):
+        for _image in range(spec.batch_count):
             for step in range(1, steps + 1):
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     self._check_cancel(job_id)
                     time.sleep(0.005)
                 self._check_cancel(job_id)
-                on_event(("progress", step, steps, max(delay, 0.001)))
+                on_event(m.Progress(step, steps, max(delay, 0.001)))
         if "crash" in prompt:
             self.state, self.loaded = "stopped", None
             raise EngineCrashed(-6, ["ggml.c:1 - GGML_ASSERT"], while_loading=False)
@@ -56,13 +64,11 @@ class FakeEngine:
             raise GenerationFailed("generation_failed", "sd.cpp said no")
         self.state = "idle"
         self.last_used = time.monotonic()
-        width, height = task["params"]["width"], task["params"]["height"]
-        outputs = []
-        for i in range(task["params"]["batch_count"]):
-            buffer = io.BytesIO()
-            Image.new("RGB", (width, height), (i * 40 % 256, 0, 0)).save(buffer, format="PNG")
-            outputs.append((buffer.getvalue(), width, height))
-        return outputs, {"load": 0.0, "generate": steps * delay}
+        pictures = [
+            m.RawImage(spec.width, spec.height, "RGB", bytes([i * 40 % 256, 0, 0]) * (spec.width * spec.height))
+            for i in range(spec.batch_count)
+        ]
+        return m.Done(pictures, {"load": 0.0, "generate": steps * delay})
 
     def _check_cancel(self, job_id: str) -> None:
         with self._lock:
@@ -79,8 +85,27 @@ class FakeEngine:
         self.stops += 1
         self.state, self.loaded = "stopped", None
 
-    def start(self) -> dict[str, Any]:
-        return {}
+    def close(self) -> None:
+        self.stop()
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "pid": None, "loaded": self.loaded, "last_error": None}
+
+
+def make_spec(**fields: Any) -> JobSpec:
+    """A txt2img spec with every field filled, for store and queue tests that need no library."""
+    from sdrest.specs import ModelUse, Txt2Img
+
+    values: dict[str, Any] = {
+        "model": ModelUse("m.safetensors", "sd1", {"model_path": "/nowhere/m.safetensors"}, "/nowhere/m.safetensors"),
+        "prompt": "a cat",
+        "clean_prompt": "a cat",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "cfg_scale": 7.0,
+        "guidance": 3.5,
+        "sampling_method": "euler_a",
+        "seed": 1,
+    }
+    return Txt2Img(**{**values, **fields})

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from sdrest.app import create_app
 from sdrest.settings import load_settings
 from tests.conftest import Library
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, make_spec
 
 
 @pytest.fixture
@@ -133,23 +133,34 @@ def test_lora_for_another_family_is_refused(client: TestClient) -> None:
     assert "is for sd1 models" in response.json()["error"]["message"]
 
 
-def test_error_shape_is_locked(client: TestClient) -> None:
-    """Every error, whatever raised it, has exactly this shape."""
+def test_error_shape_is_locked(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every error, whatever raised it, has exactly this shape and says what went wrong."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(job_id: str) -> None:
+        raise RuntimeError("a bug")
+
     cases = [
-        (client.get("/api/v1/jobs/nope"), 404, "not_found"),
-        (client.get("/api/v1/no-such-route"), 404, "not_found"),
-        (client.post("/api/v1/generate", content=b"{not json"), 400, "bad_request"),
-        (client.post("/api/v1/generate", json={"prompt": 5}), 422, "validation_error"),
-        (client.delete("/api/v1/generate"), 405, "method_not_allowed"),
-        (client.get("/api/v1/jobs?status=bogus"), 400, "bad_request"),
-    ]
-    for response, status, code in cases:
+        (client.get("/api/v1/jobs/nope"), 404, "not_found", "no job nope", None),
+        (client.get("/api/v1/no-such-route"), 404, "not_found", "Not Found", None),
+        (client.post("/api/v1/generate", content=b"{not json"), 400, "bad_request", "the body is not valid JSON", None),
+        (client.post("/api/v1/generate", json={"prompt": 5}), 422, "validation_error", "$.prompt: Expected `str`",
+         "$.prompt"),
+        (client.delete("/api/v1/generate"), 405, "method_not_allowed", "Method Not Allowed", None),
+        (client.get("/api/v1/jobs?status=bogus"), 400, "bad_request", "status must be one of", "status"),
+    ]  # fmt: skip
+    monkeypatch.setattr(svc.queue, "get", broken)
+    quiet = TestClient(client.app, raise_server_exceptions=False)  # the same running app, answering as a server would
+    cases.append((quiet.get("/api/v1/jobs/x"), 500, "internal_error", "internal server error", None))
+    for response, status, code, message, field in cases:
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/json"
         body = response.json()
         assert set(body) == {"error"}
         assert set(body["error"]) <= {"code", "message", "field", "details"}
-        assert body["error"]["code"] == code and body["error"]["message"]
+        assert body["error"]["code"] == code
+        assert body["error"]["message"].startswith(message), body
+        assert body["error"].get("field") == field, body
 
 
 def test_body_size_limit(flux_models: Library, data_dir: Path, engine: FakeEngine) -> None:
@@ -297,7 +308,7 @@ def test_a_job_interrupted_twice_fails_instead_of_looping(tmp_path: Path) -> Non
     from sdrest.jobs.store import JobRecord, JobStore
 
     store = JobStore(tmp_path / "jobs.sqlite3")
-    store.add(JobRecord(id="j", kind="txt2img", status="running", created_at=0.0, attempts=1))
+    store.add(JobRecord(id="j", status="running", created_at=0.0, spec=make_spec(), attempts=1))
     assert [j.status for j in store.recover()] == ["queued"]
     job = store.get("j")
     assert job is not None

@@ -1,4 +1,4 @@
-"""Import boundaries: one module imports the binding; the model library never imports Starlette or the binding."""
+"""Import boundaries: one module imports the binding; the library, jobs and engine layers never import Starlette."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sdrest"
 
@@ -19,8 +21,11 @@ def test_only_native_imports_the_binding() -> None:
     assert importers == ["engine/native.py"]
 
 
-def test_library_imports_neither_starlette_nor_the_binding() -> None:
-    modules = sorted(f"sdrest.library.{p.stem}" for p in (PACKAGE / "library").glob("*.py") if p.stem != "__init__")
+@pytest.mark.parametrize(("layer", "at_least"), [("library", 8), ("jobs", 9), ("engine", 8)])
+def test_inner_layers_import_neither_starlette_nor_the_binding(layer: str, at_least: int) -> None:
+    modules = sorted(
+        f"sdrest.{layer}.{p.stem}" for p in (PACKAGE / layer).glob("*.py") if p.stem not in ("__init__", "native")
+    )
     code = (
         f"import sys\nfor m in {modules!r}: __import__(m)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'stable_diffusion_cpp'))\n"
@@ -28,4 +33,18 @@ def test_library_imports_neither_starlette_nor_the_binding() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
-    assert len(modules) >= 8
+    assert len(modules) >= at_least
+
+
+def test_every_error_class_is_used() -> None:
+    """The native error tree holds no class nobody raises or maps to."""
+    from sdrest import errors
+
+    source = "\n".join(
+        p.read_text() for p in PACKAGE.rglob("*.py") if p.name != "errors.py" or p.parent.name != "sdrest"
+    )
+    own = (PACKAGE / "errors.py").read_text()
+    for name, cls in vars(errors).items():
+        if isinstance(cls, type) and issubclass(cls, errors.ApiError) and cls is not errors.ApiError:
+            used = re.search(rf"\b{name}\b", source) or len(re.findall(rf"\b{name}\b", own)) > 1
+            assert used, f"{name} is never raised"

@@ -111,3 +111,20 @@ def test_wan22_halves_are_paired(everything: tuple[Catalog, list[ModelFile]], tm
     finally:
         (root / "diffusion_models" / low_path.name).unlink()
         catalog.scan()
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "said"),
+    [
+        ("sdxl-refiner", "checkpoint", "an SDXL refiner, which sd.cpp cannot load"),
+        ("flux1-dev-diffusers", "diffusion_model", "a Flux.1 transformer in diffusers naming"),
+    ],
+)
+def test_models_sdcpp_refuses_are_named_and_explained(name: str, role: str, said: str, tmp_path: Path) -> None:
+    path = synthetic.build_unsupported(name)
+    found = detect(read_header(path), filename=path.name, folder_role=FOLDERS.get(path.parent.name))
+    assert (found.role, found.architecture) == (role, None)
+    assert len(found.warnings) == 1 and found.warnings[0].startswith(said)
+    entry = ModelFile(path.name, str(path), 1, 1, found.role, details=found.details, warnings=found.warnings)
+    with pytest.raises(PlanError, match=said):
+        make_plan(entry, [entry])

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sdrest.library.convert import CONVERT_TYPES
 from sdrest.schemas import PREVIEW_METHODS, SAMPLERS, SCHEDULERS
 
@@ -20,6 +22,7 @@ def _binding_maps() -> dict[str, list[str]]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+@pytest.mark.binding
 def test_names_match_the_binding() -> None:
     maps = _binding_maps()
     assert set(SAMPLERS) == set(maps["SAMPLE_METHOD_MAP"]) - {"default", "sample_method_count"}

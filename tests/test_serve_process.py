@@ -60,7 +60,7 @@ class Server:
 
 @pytest.fixture
 def server(library: Library, data_dir: Path) -> Iterator[Server]:
-    library.add("sd1-sdxs", "checkpoints/sdxs.safetensors")
+    library.add_weights("sd1-sdxs", "checkpoints/sdxs.safetensors")
     server = Server(library.root, data_dir)
     server.start()
     yield server

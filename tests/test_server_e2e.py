@@ -25,9 +25,9 @@ TINY = {"model": "sdxs", "prompt": "a lovely cat", "width": 64, "height": 64, "s
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Library:
     library = Library(tmp_path_factory.mktemp("e2e") / "models")
-    library.add("sd1-sdxs", "checkpoints/sdxs.safetensors")
-    library.add("sd1-full", "checkpoints/sd15.safetensors")
-    library.add("lora-sd1-kohya-r4", "lora/pixel.safetensors")
+    library.add_weights("sd1-sdxs", "checkpoints/sdxs.safetensors")
+    library.add_weights("sd1-full", "checkpoints/sd15.safetensors")
+    library.add_weights("lora-sd1-kohya-r4", "lora/pixel.safetensors")
     library.link(real.corrupt_lora(), "lora/damaged.safetensors")
     return library
 
