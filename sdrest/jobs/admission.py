@@ -32,6 +32,8 @@ def choose_model(catalog: Catalog, name: str | None, loaded: dict[str, str] | No
         except UnknownModel as e:
             raise Invalid(str(e), field="$.model") from e
     candidates = [e for e in catalog.entries if e.role in GENERATORS and not e.broken]
+    if not candidates:  # a model dropped into the library since the last scan counts at once
+        candidates = [e for e in catalog.scan() if e.role in GENERATORS and not e.broken]
     for entry in candidates:
         if loaded is not None and entry.path in loaded.values():
             return entry
