@@ -37,7 +37,18 @@ def _common(parser: argparse.ArgumentParser, names: Sequence[str] = _LIBRARY_SET
         kind, help_text = SETTING_TYPES[name], SETTING_HELP.get(name, "")
         flag = "--" + name.replace("_", "-")
         env = f"SDREST_{name.upper()}"
-        parser.add_argument(flag, type=kind, dest=name, metavar=name.upper(), help=f"{help_text} ({env})".strip())
+        convert = _boolean if kind is bool else kind
+        parser.add_argument(flag, type=convert, dest=name, metavar=name.upper(), help=f"{help_text} ({env})".strip())
+
+
+def _boolean(text: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 for a flag that takes a boolean setting."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (true or false)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sdrest.inputs import ImageInput, Padding
 from sdrest.views import ModelView
 
 # sd.cpp's sampling methods and schedulers (the binding's SAMPLE_METHOD_MAP / SCHEDULER_MAP minus their sentinels;
@@ -49,8 +50,67 @@ class PreviewSpec(Struct):
     interval: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 
+HIRES_UPSCALERS = ("latent", "latent_nearest", "latent_nearest_exact", "latent_antialiased", "latent_bicubic",
+                   "latent_bicubic_antialiased", "lanczos", "nearest")  # fmt: skip
+CACHE_MODES = ("easycache", "ucache", "dbcache", "taylorseer", "cachedit", "spectrum")
+Strength = Annotated[float, Meta(ge=0, le=1)]
+
+
+class ControlRequest(Struct):
+    """ControlNet: a library model, the control image (or the image to take canny edges of), and its weight."""
+
+    model: Name
+    image: ImageInput
+    strength: Annotated[float, Meta(ge=0, le=2)] = 0.9
+    preprocess: Literal["none", "canny"] = "none"
+
+
+class HiresRequest(Struct):
+    """Hires fix: a second pass at `scale` times the size (or at `width`×`height`), upscaled by a latent mode or a
+    library upscaler model, with `steps` (0: as many as the first pass) at `denoising_strength`."""
+
+    scale: Annotated[float, Meta(gt=1, le=4)] | None = None
+    width: Annotated[int, Meta(ge=64, le=MAX_SIDE)] | None = None
+    height: Annotated[int, Meta(ge=64, le=MAX_SIDE)] | None = None
+    upscaler: Name = "latent"
+    steps: Annotated[int, Meta(ge=0, le=150)] = 0
+    denoising_strength: Strength = 0.7
+
+
+class UpscaleAfter(Struct):
+    """Run a library upscaler over the finished images; `factor` defaults to the model's own scale."""
+
+    model: Name
+    factor: Annotated[float, Meta(ge=1, le=8)] | None = None
+
+
+class PhotoMakerRequest(Struct):
+    id_images: Annotated[list[ImageInput], Meta(min_length=1, max_length=8)]
+    style_strength: Annotated[float, Meta(ge=0, le=100)] = 20.0
+
+
+class SlgRequest(Struct):
+    """Skip-layer guidance (SD3.5 medium, Wan): sd.cpp's `--slg-scale`, `--skip-layers`, start and end."""
+
+    scale: Annotated[float, Meta(ge=0, le=10)] = 2.5
+    layers: Annotated[list[Annotated[int, Meta(ge=0, le=100)]], Meta(max_length=32)] = msgspec.field(
+        default_factory=lambda: [7, 8, 9]
+    )
+    start: Strength = 0.01
+    end: Strength = 0.2
+
+
+class CacheRequest(Struct):
+    """A step-cache mode of the binding (fewer model evaluations, some quality loss); `threshold` its reuse
+    threshold."""
+
+    mode: Literal[CACHE_MODES]  # type: ignore[valid-type]
+    threshold: Annotated[float, Meta(ge=0, le=10)] | None = None
+
+
 class GenerateRequest(Struct, kw_only=True):
-    """A generation job. Omitted values take the model's architecture defaults (size, steps, CFG scale)."""
+    """A generation job. Omitted values take the model's architecture defaults (size, steps, CFG scale). The mode
+    follows from the fields: `init_image` makes it img2img, with `mask` inpainting, with `outpaint` outpainting."""
 
     prompt: Annotated[str, Meta(max_length=MAX_PROMPT)]
     negative_prompt: Annotated[str, Meta(max_length=MAX_PROMPT)] = ""
@@ -71,6 +131,65 @@ class GenerateRequest(Struct, kw_only=True):
     loras: list[LoraSpec] = []
     output_format: Literal["png", "jpeg", "webp"] = "png"
     preview: PreviewSpec | None = None
+    init_image: ImageInput | None = None
+    strength: Strength = 0.75
+    mask: ImageInput | None = None
+    mask_blur: Annotated[int, Meta(ge=0, le=64)] = 4
+    invert_mask: bool = False
+    outpaint: Padding | None = None
+    control: ControlRequest | None = None
+    hires: HiresRequest | None = None
+    upscale: UpscaleAfter | None = None
+    ref_images: Annotated[list[ImageInput], Meta(max_length=8)] = []
+    photomaker: PhotoMakerRequest | None = None
+    vae_tiling: bool | None = None  # None: on for images over 1024x1024 pixels
+    flow_shift: Annotated[float, Meta(ge=0, le=100)] | None = None
+    slg: SlgRequest | None = None
+    cache: CacheRequest | None = None
+
+
+class UpscaleRequest(Struct, kw_only=True):
+    """A standalone upscale: one image through a library upscaler, by `factor` (default: the model's scale)."""
+
+    image: ImageInput
+    model: Name | None = None
+    factor: Annotated[float, Meta(ge=1, le=8)] | None = None
+    tile: Annotated[int, Meta(ge=32, le=1024)] = 128
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+
+
+class HighNoiseRequest(Struct):
+    """Wan 2.2 A14B: sampling settings of the high-noise model (defaults: the low-noise ones)."""
+
+    steps: Annotated[int, Meta(ge=1, le=150)] | None = None
+    cfg_scale: Annotated[float, Meta(ge=0, le=100)] | None = None
+    sampling_method: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
+    scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
+
+
+class VideoRequest(Struct, kw_only=True):
+    """A Wan video: text-to-video, image-to-video (`init_image`) or first/last frame (`init_image` + `end_image`)."""
+
+    prompt: Annotated[str, Meta(max_length=MAX_PROMPT)]
+    negative_prompt: Annotated[str, Meta(max_length=MAX_PROMPT)] = ""
+    model: Name | None = None
+    width: Annotated[int, Meta(ge=1, le=MAX_SIDE)] | None = None
+    height: Annotated[int, Meta(ge=1, le=MAX_SIDE)] | None = None
+    frames: Annotated[int, Meta(ge=1, le=241)] = 33
+    fps: Annotated[int, Meta(ge=1, le=60)] = 16
+    steps: Annotated[int, Meta(ge=1, le=150)] | None = None
+    cfg_scale: Annotated[float, Meta(ge=0, le=100)] | None = None
+    sampling_method: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
+    scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
+    seed: Annotated[int, Meta(ge=-1, le=2**63 - 1)] = -1
+    flow_shift: Annotated[float, Meta(ge=0, le=100)] | None = None
+    strength: Strength = 0.75
+    init_image: ImageInput | None = None
+    end_image: ImageInput | None = None
+    high_noise: HighNoiseRequest | None = None
+    loras: list[LoraSpec] = []
+    output_format: Literal["webp", "mp4", "frames"] = "webp"
+    vae_tiling: bool = False
 
 
 class JobLinks(msgspec.Struct):
@@ -124,6 +243,8 @@ class Job(msgspec.Struct, omit_defaults=True):
 
 
 generate_decoder = msgspec.json.Decoder(GenerateRequest)
+upscale_decoder = msgspec.json.Decoder(UpscaleRequest)
+video_decoder = msgspec.json.Decoder(VideoRequest)
 
 
 # -- responses of the other routes ------------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from typing import Any
 from sdrest.engine.errors import EngineError
 from sdrest.engine.protocol import Engine
 from sdrest.engine.supervisor import Supervisor
-from sdrest.jobs.admission import admit
+from sdrest.jobs.admission import admit, admit_upscale, admit_video
+from sdrest.jobs.errors import JobsError
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.queue import JobQueue
 from sdrest.jobs.store import JobRecord, JobStore
 from sdrest.library.catalog import Catalog
-from sdrest.schemas import GenerateRequest
+from sdrest.schemas import GenerateRequest, UpscaleRequest, VideoRequest
 from sdrest.settings import Settings
 from sdrest.views import ModelViews
 
@@ -45,10 +46,30 @@ class Services:
         finally:
             self.ready.set()
 
-    def submit(self, request: GenerateRequest) -> tuple[JobRecord, int]:
-        """Admit and queue a generation request; returns the job and its position. Blocking: call it on a thread."""
-        job = admit(request, self.catalog, self.settings, self.queue.loaded_plan())
-        return job, self.queue.submit(job)
+    def read_output(self, job_id: str, filename: str) -> bytes:
+        """An earlier output of this server, for requests that use one as an input image."""
+        try:
+            _, _, path = self.queue.output(job_id, filename)
+            return path.read_bytes()
+        except (JobsError, OSError) as e:
+            raise LookupError(str(e)) from e
+
+    def submit(self, request: GenerateRequest | UpscaleRequest | VideoRequest) -> tuple[JobRecord, int]:
+        """Admit and queue a request; returns the job and its position. Blocking: call it on a thread."""
+        files, loaded = self.queue.files, self.queue.loaded_plan()
+        job: JobRecord
+        match request:
+            case GenerateRequest():
+                job = admit(request, self.catalog, self.settings, files, self.read_output, loaded)
+            case UpscaleRequest():
+                job = admit_upscale(request, self.catalog, self.settings, files, self.read_output)
+            case VideoRequest():
+                job = admit_video(request, self.catalog, self.settings, files, self.read_output, loaded)
+        try:
+            return job, self.queue.submit(job)
+        except JobsError:
+            files.remove(job.id)  # refused (queue full): its stored inputs go with it
+            raise
 
 
 def build(settings: Settings, engine: Engine | None = None) -> Services:

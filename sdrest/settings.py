@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_batch: Annotated[int, Meta(ge=1)] = 8
     max_prompt_chars: Annotated[int, Meta(ge=1)] = 10000
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    max_input_bytes: Annotated[int, Meta(ge=1024)] = 32 * 1024 * 1024  # one input image file
+    allow_input_urls: bool = False  # fetch input images from http(s) URLs (a server-side request forgery risk)
 
     @property
     def models_path(self) -> Path:

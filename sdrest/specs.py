@@ -32,12 +32,73 @@ class Preview(msgspec.Struct, frozen=True):
 
 
 class ModelUse(msgspec.Struct, frozen=True):
-    """The model a job runs: its library name and architecture, and how it loads (binding arguments)."""
+    """The model a job runs: its library name and architecture, and how it loads (binding arguments; `embeddings`
+    are the textual-inversion files loaded with it)."""
 
     name: str
     architecture: str
     plan: dict[str, str]
     path: str  # the main file, whose hash the infotext records
+    embeddings: list[str] = []
+
+
+class Control(msgspec.Struct, frozen=True):
+    """ControlNet: the library model (its path is in the plan), the control image, its weight, canny preprocessing."""
+
+    model: str
+    image: str  # path of the stored input
+    strength: float
+    canny: bool = False
+
+
+class Hires(msgspec.Struct, frozen=True):
+    """Hires fix: a second pass at `width`×`height`; `upscaler` is a binding mode ("latent", "lanczos", ...) or
+    "model" with `model` the library upscaler whose file is `model_path`."""
+
+    width: int
+    height: int
+    scale: float
+    upscaler: str
+    steps: int  # 0: as many as the first pass
+    denoising_strength: float
+    model: str | None = None
+    model_path: str | None = None
+
+
+class PostUpscale(msgspec.Struct, frozen=True):
+    """An upscaler run over the finished images (its file is the plan's `upscaler_path`)."""
+
+    model: str
+    factor: float
+    model_scale: int = 4  # what one run of the upscaler multiplies by
+
+
+class PhotoMaker(msgspec.Struct, frozen=True):
+    id_images: list[str]  # paths of the stored inputs
+    style_strength: float
+
+
+class Slg(msgspec.Struct, frozen=True):
+    """Skip-layer guidance (SD3.5, Wan)."""
+
+    scale: float
+    layers: list[int]
+    start: float
+    end: float
+
+
+class Cache(msgspec.Struct, frozen=True):
+    """One of the binding's step-cache modes; `threshold` is its reuse threshold (None: the mode's default)."""
+
+    mode: str
+    threshold: float | None = None
+
+
+class Padding(msgspec.Struct, frozen=True):
+    left: int = 0
+    right: int = 0
+    top: int = 0
+    bottom: int = 0
 
 
 class Spec(msgspec.Struct, kw_only=True, tag_field="kind"):
@@ -69,13 +130,98 @@ class Txt2Img(Spec, kw_only=True, tag="txt2img"):
     vae: str | None = None
     taesd: str | None = None
     preview: Preview | None = None
+    # what the other modes add to an image from a prompt
+    control: Control | None = None
+    hires: Hires | None = None
+    upscale: PostUpscale | None = None
+    ref_images: list[str] = []  # paths of the stored inputs
+    photomaker: PhotoMaker | None = None
+    vae_tiling: bool = False
+    flow_shift: float | None = None
+    slg: Slg | None = None
+    cache: Cache | None = None
 
 
-JobSpec = Txt2Img  # the union of every kind; each new kind is added here: `Txt2Img | Img2Img | ...`
+class Img2Img(Txt2Img, kw_only=True, tag="img2img"):
+    """An image from a prompt and an input image: img2img, inpainting (with `mask`, white = repaint) and outpainting
+    (`outpaint`: the server padded the canvas and drew the mask; `init_image` and `mask` are those)."""
+
+    init_image: str  # path of the stored input
+    strength: float = 0.75
+    mask: str | None = None
+    mask_blur: int = 0
+    invert_mask: bool = False
+    outpaint: Padding | None = None
+
+    @property
+    def mode(self) -> str:
+        return "outpaint" if self.outpaint else "inpaint" if self.mask else "img2img"
+
+
+class Upscale(Spec, kw_only=True, tag="upscale"):
+    """An upscaler model run over one image."""
+
+    model: ModelUse  # plan: {"upscaler_path": ...}
+    image: str  # path of the stored input
+    factor: float
+    model_scale: int = 4
+    tile: int = 128
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    seed: int = 0  # outputs are named by seed; an upscale has none
+
+
+class HighNoise(msgspec.Struct, frozen=True):
+    """Wan 2.2 A14B's high-noise model's own sampling settings."""
+
+    steps: int
+    cfg_scale: float
+    sampling_method: str
+    scheduler: str | None = None
+
+
+class Video(Spec, kw_only=True, tag="video"):
+    """A video from a prompt (Wan T2V), an image (`init_image`, I2V), or first and last frames (`end_image`)."""
+
+    model: ModelUse
+    prompt: str
+    clean_prompt: str
+    negative_prompt: str = ""
+    width: int
+    height: int
+    frames: int
+    fps: int
+    steps: int
+    cfg_scale: float
+    sampling_method: str
+    scheduler: str | None = None
+    seed: int
+    flow_shift: float | None = None
+    strength: float = 0.75
+    init_image: str | None = None
+    end_image: str | None = None
+    high_noise: HighNoise | None = None
+    loras: list[LoraUse] = []
+    output_format: Literal["webp", "mp4", "frames"] = "webp"
+    vae_tiling: bool = False
+
+
+JobSpec = Txt2Img | Img2Img | Upscale | Video  # every kind; a new one is added here
+ImageSpec = Txt2Img | Img2Img
+
+
+_HIDDEN = {"model", "clean_prompt", "loras", "named_loras", "init_image", "mask", "image", "end_image", "ref_images"}
 
 
 def public_params(spec: JobSpec) -> dict[str, Any]:
-    """The parameters as the API shows them: what the client asked for, every default filled in."""
+    """The parameters as the API shows them: what the client asked for, every default filled in (input images and
+    file paths are not repeated)."""
+    if not isinstance(spec, Txt2Img):
+        shown: dict[str, Any] = msgspec.to_builtins(
+            {k: v for k, v in msgspec.structs.asdict(spec).items() if k not in _HIDDEN}
+        )
+        if isinstance(spec, Video):
+            shown.update(init_image=spec.init_image is not None, end_image=spec.end_image is not None)
+        return shown
     params: dict[str, Any] = {
         "prompt": spec.prompt,
         "negative_prompt": spec.negative_prompt,
@@ -98,4 +244,24 @@ def public_params(spec: JobSpec) -> dict[str, Any]:
         params["vae"], params["taesd"] = spec.vae, spec.taesd
     if spec.preview is not None:
         params["preview"] = msgspec.structs.asdict(spec.preview)
+    extra = {
+        "control": spec.control and {**msgspec.to_builtins(spec.control), "image": None},
+        "hires": spec.hires and {k: v for k, v in msgspec.to_builtins(spec.hires).items() if k != "model_path"},
+        "upscale": spec.upscale and msgspec.to_builtins(spec.upscale),
+        "photomaker": spec.photomaker and {"style_strength": spec.photomaker.style_strength},
+        "slg": spec.slg and msgspec.to_builtins(spec.slg),
+        "cache": spec.cache and msgspec.to_builtins(spec.cache),
+        "flow_shift": spec.flow_shift,
+    }
+    params.update({k: v for k, v in extra.items() if v is not None})
+    if spec.control is not None:
+        params["control"].pop("image")
+    if spec.ref_images:
+        params["ref_images"] = len(spec.ref_images)
+    if spec.vae_tiling:
+        params["vae_tiling"] = True
+    if isinstance(spec, Img2Img):
+        params.update(mode=spec.mode, strength=spec.strength, mask_blur=spec.mask_blur, invert_mask=spec.invert_mask)
+        if spec.outpaint is not None:
+            params["outpaint"] = msgspec.to_builtins(spec.outpaint)
     return params

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import ctypes
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import stable_diffusion_cpp as sd_cpp
@@ -121,19 +122,69 @@ def _on_preview(step: int, frame_count: int, frames: Any, is_noisy: bool, data: 
         _preview_sink(step, _preview_owner._sd_image_t_p_to_images(frames, frame_count, 1), bool(is_noisy))
 
 
+class _HiresParams(_low.sd_hires_params_t):
+    """0.4.7's wrapper builds its hires struct with `path`, `width` and `height`, which are not the struct's fields
+    (`model_path`, `target_width`, `target_height`): ctypes drops such keywords silently, so an upscaler model for
+    hires fix was never used ("hires model upscaler requires a model path, disabling hires"). This maps them."""
+
+    def __init__(self, *, path: bytes = b"", width: int = 0, height: int = 0, **fields: Any) -> None:
+        super().__init__(model_path=path, target_width=width, target_height=height, **fields)
+
+
+# The wrapper looks the struct up on the package (which re-exports the low-level module) at call time; only this
+# (worker) process is affected.
+sd_cpp.sd_hires_params_t = _HiresParams
+
+
+class _Binding(sd_cpp.StableDiffusion):
+    """The wrapper with its 0.4.7 embeddings bug worked around: it builds the list of embedding items in a local
+    variable but reads `self._embedding_items`, so any `embedding_paths` raised AttributeError. The same items,
+    built the same way (name = file stem), are offered under the name it reads."""
+
+    @property
+    def _embedding_items(self) -> list[Any]:
+        items = self.__dict__.get("_sdrest_embedding_items")
+        if items is None:
+            items = [
+                _low.sd_embedding_t(name=Path(p).stem.encode("utf-8"), path=str(Path(p)).encode("utf-8"))
+                for p in self.embedding_paths
+            ]
+            self.__dict__["_sdrest_embedding_items"] = items  # kept alive: sd.cpp reads the C strings
+        return items
+
+
 class Model:
-    """A loaded sd.cpp context. Construction raises `NativeError` instead of leaving the NULL context the binding
-    returns on a failed load (which would segfault on first use or on free)."""
+    """A loaded sd.cpp context (a diffusion model, an upscaler, or both). Construction raises `NativeError` instead of
+    leaving the NULL context the binding returns on a failed load (which would segfault on first use or on free)."""
 
     def __init__(self, args: dict[str, str], **options: Any) -> None:
         _recent.clear()
         # The wrapper's default is half the logical CPUs; sd.cpp runs fastest on all physical cores.
         options.setdefault("n_threads", int(_low.sd_get_num_physical_cores()))
-        self.sd = sd_cpp.StableDiffusion(**args, **options, verbose=False)
-        if not self.sd._model.model:
+        self.sd = _Binding(**args, **options, verbose=False)
+        wants_model = bool(args.get("model_path") or args.get("diffusion_model_path"))
+        if wants_model and not self.sd._model.model:
             self.sd._model.model = None  # the wrapper would pass the NULL pointer to free_sd_ctx
             detail = "; ".join(recent_log(errors_only=True)) or "no error was logged"
             raise NativeError(f"sd.cpp could not load the model: {detail}")
+        if args.get("upscaler_path") and not self.sd._upscaler.upscaler:
+            self.sd._upscaler.upscaler = None
+            detail = "; ".join(recent_log(errors_only=True)) or "no error was logged"
+            raise NativeError(f"sd.cpp could not load the upscaler: {detail}")
+
+    def upscale(self, image: Any, factor: float, model_scale: int) -> Any:
+        """`image` upscaled by exactly `factor`: the upscaler runs as often as needed, then a Lanczos resize (as
+        AUTOMATIC1111 does when the factor is not the model's own scale)."""
+        from PIL import Image
+
+        from sdrest.engine.calls import upscale_passes
+
+        target = (round(image.width * factor), round(image.height * factor))
+        for _ in range(upscale_passes(model_scale, factor)):
+            image = self.sd.upscale(image.convert("RGB"), upscale_factor=model_scale)[0]
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.LANCZOS)
+        return image
 
     def generate(
         self,
@@ -141,6 +192,7 @@ class Model:
         preview: PreviewFn | None = None,
         preview_method: str = "proj",
         preview_interval: int = 1,
+        video: bool = False,
     ) -> list[Any]:
         """Images (PIL, RGBA) for `params` (generate_image's keywords). The wrapper's own callback arguments are never
         used: it keeps their C pointers only for the length of one call, and sd.cpp calls them again later."""
@@ -151,6 +203,8 @@ class Model:
             mode = int(_PREVIEW_MODES[preview_method])
             _low.sd_set_preview_callback(_on_preview, mode, preview_interval, True, False, ctypes.c_void_p(0))
         try:
+            if video:
+                return list(self.sd.generate_video(**params))
             return list(self.sd.generate_image(**params))
         finally:
             if preview is not None:

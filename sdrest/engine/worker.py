@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sdrest.engine import messages as m
-from sdrest.engine.calls import generate_image_kwargs
+from sdrest.engine.calls import generate_image_kwargs, generate_video_kwargs, load_options
+from sdrest.specs import Img2Img, JobSpec, Txt2Img, Upscale, Video
 
 PREVIEW_SIDE = 256
 
@@ -46,7 +47,7 @@ class Worker:
                 m.send(self.conn, self.generate(message))
 
     def ensure_model(self, plan: dict[str, str], options: dict[str, Any]) -> float:
-        key = (sorted(plan.items()), sorted(options.items()))
+        key = (sorted(plan.items()), sorted((k, repr(v)) for k, v in options.items()))
         if key == self.key:
             return 0.0
         if self.model is not None:
@@ -63,23 +64,38 @@ class Worker:
     def generate(self, job: m.Generate) -> m.Done | m.Failed:
         spec = job.spec
         try:
-            load_seconds = self.ensure_model(spec.model.plan, job.options)
+            load_seconds = self.ensure_model(spec.model.plan, {**job.options, **load_options(spec)})
         except self.native.NativeError as e:
             return m.Failed("model_load_failed", str(e))
-        preview = spec.preview
         start = time.perf_counter()
         try:
-            pictures = self.model.generate(
-                generate_image_kwargs(spec),
-                preview=self._send_preview if preview else None,
-                preview_method=preview.method if preview else "proj",
-                preview_interval=preview.interval if preview else 1,
-            )
-        except (ValueError, RuntimeError) as e:  # the wrapper's own argument checks
+            pictures = self._run(spec)
+        except (ValueError, RuntimeError, OSError) as e:  # the wrapper's own argument checks, unreadable inputs
             return m.Failed("generation_failed", str(e))
         seconds = time.perf_counter() - start
         raw = [m.RawImage(p.width, p.height, p.mode, p.tobytes()) for p in pictures]
         return m.Done(raw, {"load": load_seconds, "generate": seconds})
+
+    def _run(self, spec: JobSpec) -> list[Any]:
+        if isinstance(spec, Upscale):
+            from PIL import Image
+
+            with Image.open(spec.image) as image:
+                return [self.model.upscale(image, spec.factor, spec.model_scale)]
+        preview = spec.preview if isinstance(spec, Txt2Img) else None
+        common: dict[str, Any] = {
+            "preview": self._send_preview if preview else None,
+            "preview_method": preview.method if preview else "proj",
+            "preview_interval": preview.interval if preview else 1,
+        }
+        if isinstance(spec, Video):
+            return self.model.generate(generate_video_kwargs(spec), video=True, **common)
+        pictures = self.model.generate(generate_image_kwargs(spec), **common)
+        if isinstance(spec, Img2Img) and spec.mask is not None:
+            pictures = [_overlay(p, spec.init_image, spec.mask) for p in pictures]
+        if spec.upscale is not None:
+            pictures = [self.model.upscale(p, spec.upscale.factor, spec.upscale.model_scale) for p in pictures]
+        return pictures
 
     def _send_preview(self, step: int, frames: list[Any], is_noisy: bool) -> None:
         if not frames:
@@ -89,6 +105,17 @@ class Worker:
         buffer = io.BytesIO()
         frame.save(buffer, format="JPEG", quality=80)
         m.send(self.conn, m.PreviewImage(step, buffer.getvalue()))
+
+
+def _overlay(picture: Any, init_path: str, mask_path: str) -> Any:
+    """Inpainting keeps the input outside the mask, as AUTOMATIC1111 does: the generated pixels are pasted over the
+    original through the (blurred) mask, so unmasked areas do not go through the VAE at all."""
+    from PIL import Image
+
+    with Image.open(init_path) as init, Image.open(mask_path) as mask:
+        size = picture.size
+        original = init.convert("RGB").resize(size)
+        return Image.composite(picture.convert("RGB"), original, mask.convert("L").resize(size))
 
 
 def child_main(conn: Connection) -> None:

@@ -10,18 +10,37 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
+from sdrest import inputs, video
+from sdrest.jobs import modes
 from sdrest.jobs.errors import Invalid
+from sdrest.jobs.files import JobFiles
 from sdrest.jobs.store import QUEUED, JobRecord
 from sdrest.library.architectures import ARCHITECTURES, Arch, lora_refusal
 from sdrest.library.catalog import Catalog, ModelFile, UnknownModel
 from sdrest.library.plan import PlanError, make_plan
-from sdrest.schemas import GenerateRequest
+from sdrest.schemas import GenerateRequest, UpscaleRequest, VideoRequest
 from sdrest.settings import Settings
-from sdrest.specs import LORA_TAG, LoraUse, ModelUse, Preview, Txt2Img
+from sdrest.specs import (
+    LORA_TAG,
+    Cache,
+    HighNoise,
+    Img2Img,
+    LoraUse,
+    ModelUse,
+    Padding,
+    Preview,
+    Slg,
+    Txt2Img,
+    Upscale,
+    Video,
+)
 
 GENERATORS = ("checkpoint", "diffusion_model")
 _SLOT_FIELDS = {"vae": "$.vae", "taesd": "$.taesd"}
+AUTO_TILING_PIXELS = 1024 * 1024  # decode larger images in VAE tiles unless the request says otherwise
 
 
 def choose_model(catalog: Catalog, name: str | None, loaded: dict[str, str] | None) -> ModelFile:
@@ -93,20 +112,13 @@ def _check_size(name: str, value: int, arch: Arch, settings: Settings) -> None:
         raise Invalid(f"{name} must be a multiple of {arch.size_multiple} for {arch.label}, not {value}", field=field)
 
 
-def admit(
-    request: GenerateRequest, catalog: Catalog, settings: Settings, loaded: dict[str, str] | None = None
-) -> JobRecord:
-    """A queued job for `request`, or an `Invalid` error naming what is wrong. Reads the library: call it from a
-    thread, not the event loop."""
-    if len(request.prompt) > settings.max_prompt_chars or len(request.negative_prompt) > settings.max_prompt_chars:
-        field = "$.prompt" if len(request.prompt) > settings.max_prompt_chars else "$.negative_prompt"
-        raise Invalid(f"prompts are limited to {settings.max_prompt_chars} characters", field=field)
-    if request.batch_count > settings.max_batch:
-        raise Invalid(f"batch_count is limited to {settings.max_batch}", field="$.batch_count")
-    entry = choose_model(catalog, request.model, loaded)
-    if entry.broken:
-        raise Invalid(f"{entry.name} cannot be read: {entry.error}", field="$.model")
-    overrides = {k: v for k, v in (("vae", request.vae), ("taesd", request.taesd)) if v is not None}
+def input_limits(settings: Settings) -> inputs.Limits:
+    return inputs.Limits(settings.max_input_bytes, settings.max_pixels, settings.allow_input_urls)
+
+
+def _plan(
+    entry: ModelFile, catalog: Catalog, overrides: Mapping[str, str | None]
+) -> tuple[Arch, dict[str, str], list[str]]:
     try:
         plan = make_plan(entry, catalog.entries, overrides=overrides)
     except PlanError as e:
@@ -114,17 +126,118 @@ def admit(
     crash = catalog.crashed(plan.args.values())
     if crash:
         raise Invalid(f"{entry.name} is marked broken: {crash}. Replace the file to try again", field="$.model")
-    arch = ARCHITECTURES[plan.architecture]
+    return ARCHITECTURES[plan.architecture], plan.args, list(plan.warnings)
+
+
+def _check_prompts(prompt: str, negative: str, settings: Settings) -> None:
+    if len(prompt) > settings.max_prompt_chars or len(negative) > settings.max_prompt_chars:
+        field = "$.prompt" if len(prompt) > settings.max_prompt_chars else "$.negative_prompt"
+        raise Invalid(f"prompts are limited to {settings.max_prompt_chars} characters", field=field)
+
+
+def admit(
+    request: GenerateRequest,
+    catalog: Catalog,
+    settings: Settings,
+    files: JobFiles,
+    outputs: inputs.OutputResolver,
+    loaded: dict[str, str] | None = None,
+) -> JobRecord:
+    """A queued job for `request`, its input images stored beside it, or an `Invalid` error naming what is wrong.
+    Reads the library and writes files: call it from a thread, not the event loop."""
+    _check_prompts(request.prompt, request.negative_prompt, settings)
+    if request.batch_count > settings.max_batch:
+        raise Invalid(f"batch_count is limited to {settings.max_batch}", field="$.batch_count")
+    if request.mask is not None and request.init_image is None and request.outpaint is None:
+        raise Invalid("a mask needs an init_image to paint into", field="$.mask")
+    if request.outpaint is not None and request.init_image is None:
+        raise Invalid("outpainting extends an init_image; give one", field="$.outpaint")
+    entry = choose_model(catalog, request.model, loaded)
+    if entry.broken:
+        raise Invalid(f"{entry.name} cannot be read: {entry.error}", field="$.model")
+    overrides = {k: v for k, v in (("vae", request.vae), ("taesd", request.taesd)) if v is not None}
+    arch, plan, warnings = _plan(entry, catalog, overrides)
+    if arch.video:
+        raise Invalid(f"{entry.name} is a video model ({arch.label}); use POST /api/v1/video", field="$.model")
+    job_id = uuid.uuid4().hex
+    store = modes.Inputs(job_id, files, input_limits(settings), outputs)
+    try:
+        spec = _image_spec(request, entry, arch, plan, catalog, settings, store)
+    except BaseException:
+        files.remove(job_id)
+        raise
+    return JobRecord(id=job_id, status=QUEUED, created_at=time.time(), spec=spec, warnings=warnings + store.warnings)
+
+
+def _image_spec(
+    request: GenerateRequest,
+    entry: ModelFile,
+    arch: Arch,
+    plan: dict[str, str],
+    catalog: Catalog,
+    settings: Settings,
+    store: modes.Inputs,
+) -> Txt2Img:
+    fields: dict[str, Any] = {}
     width = request.width or arch.default_size
     height = request.height or arch.default_size
-    _check_size("width", width, arch, settings)
-    _check_size("height", height, arch, settings)
+    if request.init_image is not None and request.outpaint is not None:
+        image = store.load(request.init_image, "$.init_image").convert("RGB")
+        try:
+            canvas, mask = inputs.outpaint_canvas(image, request.outpaint, arch.size_multiple, blur=request.mask_blur)
+        except inputs.InputError as e:
+            raise Invalid(str(e), field=e.field) from e
+        width, height = canvas.size
+        _check_size("width", width, arch, settings)
+        _check_size("height", height, arch, settings)
+        p = request.outpaint
+        fields.update(
+            init_image=store.keep(canvas, "init.png"),
+            mask=store.keep(mask, "mask.png"),
+            outpaint=Padding(p.left, p.right, p.top, p.bottom),
+        )
+    else:
+        _check_size("width", width, arch, settings)
+        _check_size("height", height, arch, settings)
     if width * height > settings.max_pixels:
         raise Invalid(f"{width}x{height} is more than the {settings.max_pixels}-pixel limit", field="$.width")
+    if request.init_image is not None and request.outpaint is None:
+        fields["init_image"] = store.fitted(request.init_image, "$.init_image", "init.png", width, height)
+        if request.mask is not None:
+            mask_image = store.load(request.mask, "$.mask")
+            mask, warning = inputs.prepare_mask(
+                mask_image, width, height, "$.mask", blur=request.mask_blur, invert=request.invert_mask
+            )
+            if warning:
+                store.warnings.append(warning)
+            fields["mask"] = store.keep(mask, "mask.png")
+    if request.init_image is not None:
+        fields.update(strength=request.strength, mask_blur=request.mask_blur, invert_mask=request.invert_mask)
+    plan = dict(plan)
+    if request.control is not None:
+        fields["control"], plan["control_net_path"] = modes.control(
+            request.control, arch, catalog, store, width, height
+        )
+    if request.hires is not None:
+        fields["hires"] = modes.hires(request.hires, arch, catalog, width, height, settings.max_side)
+    if request.upscale is not None:
+        fields["upscale"], plan["upscaler_path"] = modes.post_upscale(request.upscale, catalog)
+    if request.ref_images:
+        fields["ref_images"] = modes.reference_images(request.ref_images, arch, store)
+    if request.photomaker is not None:
+        fields["photomaker"], plan["photo_maker_path"] = modes.photomaker(request.photomaker, arch, catalog, store)
+    if request.slg is not None:
+        fields["slg"] = Slg(request.slg.scale, list(request.slg.layers), request.slg.start, request.slg.end)
+    if request.cache is not None:
+        fields["cache"] = Cache(request.cache.mode, request.cache.threshold)
+    final = (fields["hires"].width * fields["hires"].height) if "hires" in fields else width * height
+    tiling = request.vae_tiling if request.vae_tiling is not None else final > AUTO_TILING_PIXELS
     clean_prompt, tags = split_lora_tags(request.prompt)
     named = [(spec.name, spec.weight) for spec in request.loras]
-    spec = Txt2Img(
-        model=ModelUse(entry.name, arch.id, plan.args, entry.path),
+    embeddings = modes.embeddings([request.prompt, request.negative_prompt], arch, catalog)
+    kind = Img2Img if "init_image" in fields else Txt2Img
+    return kind(
+        model=ModelUse(entry.name, arch.id, plan, entry.path, embeddings),
         prompt=request.prompt,
         clean_prompt=clean_prompt,
         negative_prompt=request.negative_prompt,
@@ -145,5 +258,120 @@ def admit(
         vae=request.vae,
         taesd=request.taesd,
         preview=Preview(request.preview.method, request.preview.interval) if request.preview else None,
+        vae_tiling=tiling,
+        flow_shift=request.flow_shift,
+        **fields,
     )
-    return JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, warnings=plan.warnings)
+
+
+def admit_upscale(
+    request: UpscaleRequest, catalog: Catalog, settings: Settings, files: JobFiles, outputs: inputs.OutputResolver
+) -> JobRecord:
+    """A queued standalone upscale."""
+    if request.model is not None:
+        entry, scale = modes.upscaler(catalog, request.model, "$.model")
+    else:
+        found = [e for e in catalog.entries if e.role == "upscaler" and not e.broken]
+        if len(found) != 1:
+            have = ", ".join(e.name for e in found[:10]) or "none"
+            raise Invalid(f"name an upscaler model (the library has {have})", field="$.model")
+        entry, scale = found[0], int(found[0].details.get("scale", 4))
+    factor = request.factor or float(scale)
+    job_id = uuid.uuid4().hex
+    store = modes.Inputs(job_id, files, input_limits(settings), outputs)
+    try:
+        image = store.load(request.image, "$.image").convert("RGB")
+        width, height = round(image.width * factor), round(image.height * factor)
+        if max(width, height) > settings.max_side * 4 or width * height > settings.max_pixels * 16:
+            raise Invalid(f"{width}x{height} is too large an upscale for this server", field="$.factor")
+        path = store.keep(image, "image.png")
+    except BaseException:
+        files.remove(job_id)
+        raise
+    model = ModelUse(entry.name, entry.architecture or "esrgan", {"upscaler_path": entry.path}, entry.path)
+    spec = Upscale(
+        model=model,
+        image=path,
+        factor=factor,
+        model_scale=scale,
+        tile=request.tile,
+        output_format=request.output_format,
+    )
+    return JobRecord(id=job_id, status=QUEUED, created_at=time.time(), spec=spec)
+
+
+def admit_video(
+    request: VideoRequest,
+    catalog: Catalog,
+    settings: Settings,
+    files: JobFiles,
+    outputs: inputs.OutputResolver,
+    loaded: dict[str, str] | None = None,
+) -> JobRecord:
+    """A queued video job (Wan)."""
+    _check_prompts(request.prompt, request.negative_prompt, settings)
+    if request.output_format == "mp4" and video.ffmpeg() is None:
+        raise Invalid(
+            "MP4 output needs ffmpeg on the server, which it lacks; ask for webp or frames", field="$.output_format"
+        )
+    if request.end_image is not None and request.init_image is None:
+        raise Invalid("a last frame (end_image) needs a first frame (init_image)", field="$.end_image")
+    entry = choose_model(catalog, request.model, loaded)
+    arch, plan, warnings = _plan(entry, catalog, {})
+    if not arch.video or arch.family != "wan":
+        raise Invalid(f"{entry.name} is {arch.label}, which makes images, not video", field="$.model")
+    width = request.width or arch.default_size
+    height = request.height or arch.default_size
+    _check_size("width", width, arch, settings)
+    _check_size("height", height, arch, settings)
+    if width * height * request.frames > settings.max_pixels * 64:
+        raise Invalid(f"{request.frames} frames of {width}x{height} is over this server's limit", field="$.frames")
+    job_id = uuid.uuid4().hex
+    store = modes.Inputs(job_id, files, input_limits(settings), outputs)
+    fields: dict[str, Any] = {}
+    try:
+        if request.init_image is not None:
+            fields["init_image"] = store.fitted(request.init_image, "$.init_image", "init.png", width, height)
+        if request.end_image is not None:
+            fields["end_image"] = store.fitted(request.end_image, "$.end_image", "end.png", width, height)
+    except BaseException:
+        files.remove(job_id)
+        raise
+    sampler = request.sampling_method or arch.default_sampler
+    cfg = request.cfg_scale if request.cfg_scale is not None else arch.default_cfg
+    steps = request.steps or arch.default_steps
+    high = request.high_noise
+    high_noise = None
+    if "high_noise_diffusion_model_path" in plan:
+        high_noise = HighNoise(
+            steps=(high and high.steps) or steps,
+            cfg_scale=high.cfg_scale if high and high.cfg_scale is not None else cfg,
+            sampling_method=(high and high.sampling_method) or sampler,
+            scheduler=(high and high.scheduler) or request.scheduler,
+        )
+    clean_prompt, tags = split_lora_tags(request.prompt)
+    named = [(spec.name, spec.weight) for spec in request.loras]
+    spec = Video(
+        model=ModelUse(entry.name, arch.id, plan, entry.path),
+        prompt=request.prompt,
+        clean_prompt=clean_prompt,
+        negative_prompt=request.negative_prompt,
+        width=width,
+        height=height,
+        frames=request.frames,
+        fps=request.fps,
+        steps=steps,
+        cfg_scale=cfg,
+        sampling_method=sampler,
+        scheduler=request.scheduler,
+        seed=request.seed if request.seed >= 0 else secrets.randbelow(2**32),
+        flow_shift=request.flow_shift,
+        strength=request.strength,
+        high_noise=high_noise,
+        loras=resolve_loras(tags, named, catalog, arch),
+        output_format=request.output_format,
+        vae_tiling=request.vae_tiling,
+        **fields,
+    )
+    store.warnings.extend(warnings)
+    return JobRecord(id=job_id, status=QUEUED, created_at=time.time(), spec=spec, warnings=store.warnings)

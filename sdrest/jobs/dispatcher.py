@@ -11,10 +11,9 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from sdrest import __version__, images
+from sdrest import images
 from sdrest.engine import messages as m
 from sdrest.engine.errors import Cancelled, EngineCrashed, EngineUnavailable, GenerationFailed
 from sdrest.engine.protocol import Engine, EngineEvent
@@ -24,8 +23,8 @@ from sdrest.jobs.hasher import ModelHasher
 from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
 from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore
-from sdrest.library.architectures import ARCHITECTURES
 from sdrest.library.catalog import Catalog
+from sdrest.specs import Upscale
 
 log = logging.getLogger("sdrest.jobs")
 
@@ -139,14 +138,14 @@ class Dispatcher:
             def hashing(read: int, total: int) -> None:
                 self.hub.publish(job.id, "hashing", {"model": model.name, "done": read, "total": total})
 
-            model_hash = self.hasher.autov2(model.path, hashing)
+            # An upscale's infotext names its upscaler, not a model hash.
+            model_hash = None if isinstance(job.spec, Upscale) else self.hasher.autov2(model.path, hashing)
             if cancelled.is_set():
                 self._finish(job, CANCELLED)
                 return
-            if self.lane.stopping and model_hash is None:
+            if self.lane.stopping and model_hash is None and not isinstance(job.spec, Upscale):
                 return  # shutting down while hashing: the job is queued again at the next start
-            infotexts = [infotext(job, job.spec.seed + i, model_hash) for i in range(len(done.images))]
-            job.outputs = self.files.save_outputs(job, done.images, infotexts)
+            job.outputs = self.files.save(job, done.images, model_hash)
             job.timings = {k: round(v, 3) for k, v in done.timings.items()}
             self._finish(job, COMPLETED)
         except Exception:
@@ -169,36 +168,12 @@ class Dispatcher:
         self.hub.publish(job.id, status, data)
 
 
-def infotext(job: JobRecord, seed: int, model_hash: str | None) -> str:
-    """A1111's `parameters` text for one image of the job."""
-    spec = job.spec
-    arch = ARCHITECTURES.get(spec.model.architecture)
-    info = images.Infotext(
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt,
-        steps=spec.steps,
-        sampler=spec.sampling_method,
-        scheduler=spec.scheduler,
-        guidance=spec.guidance if arch is not None and arch.family in ("flux", "flux2") else None,
-        cfg_scale=spec.cfg_scale,
-        seed=seed,
-        width=spec.width,
-        height=spec.height,
-        model_name=Path(spec.model.name).stem,
-        model_hash=model_hash,
-        clip_skip=spec.clip_skip if spec.clip_skip > 0 else None,
-        loras=list(spec.named_loras),
-        extra={"Version": f"sdrest {__version__}"},
-    )
-    return images.format_infotext(info)
-
-
 class _Tracker:
     """Turns one job's engine events into live progress and job events."""
 
     def __init__(self, hub: EventHub, live: LiveState, job: JobRecord) -> None:
         self.hub, self.live, self.job_id = hub, live, job.id
-        self.images = job.spec.batch_count
+        self.images = getattr(job.spec, "batch_count", 1)
         self.image = 1
         self.last_step = 0
         self.loading = False

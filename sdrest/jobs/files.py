@@ -11,10 +11,12 @@ import re
 import shutil
 from pathlib import Path
 
-from sdrest import images
+from sdrest import images, video
 from sdrest.engine.messages import RawImage
+from sdrest.jobs import infotexts
 from sdrest.jobs.errors import Expired, NoSuchJob
 from sdrest.jobs.store import JobRecord, OutputFile
+from sdrest.specs import Video
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _INPUT_NAME = re.compile(r"[a-z0-9_-]{1,64}\.(png|jpg|webp)")
@@ -41,20 +43,29 @@ class JobFiles:
         path.write_bytes(data)
         return path
 
-    def save_outputs(self, job: JobRecord, pictures: list[RawImage], infotexts: list[str]) -> list[OutputFile]:
-        """Encode and write the job's images (`NN-<seed>.<ext>`), each with its infotext."""
+    def save(self, job: JobRecord, pictures: list[RawImage], model_hash: str | None) -> list[OutputFile]:
+        """Encode and write the job's outputs, each with its infotext: images as `NN-<seed>.<ext>`; a video as one
+        animated WebP or MP4 (`video-<seed>.<ext>`) or as its frames."""
         spec = job.spec
-        fmt = spec.output_format
-        extension = "jpg" if fmt == "jpeg" else fmt
         folder = self.folder(job.id)
         folder.mkdir(parents=True, exist_ok=True)
+        decoded = [images.from_raw(raw.mode, raw.width, raw.height, raw.pixels) for raw in pictures]
+        if isinstance(spec, Video) and spec.output_format != "frames":
+            text = infotexts.for_image(spec, 0, model_hash)
+            data, media_type = video.encode(decoded, spec.fps, spec.output_format, text)
+            filename = f"video-{spec.seed}.{spec.output_format}"
+            (folder / filename).write_bytes(data)
+            width, height = decoded[0].size if decoded else (spec.width, spec.height)
+            return [OutputFile(filename, spec.seed, width, height, media_type)]
+        fmt = "png" if isinstance(spec, Video) else spec.output_format
+        extension = "jpg" if fmt == "jpeg" else fmt
         saved = []
-        for index, (raw, infotext) in enumerate(zip(pictures, infotexts, strict=True)):
-            seed = spec.seed + index
-            filename = f"{index:02d}-{seed}.{extension}"
-            picture = images.from_raw(raw.mode, raw.width, raw.height, raw.pixels)
-            (folder / filename).write_bytes(images.encode_image(picture, fmt, infotext))
-            saved.append(OutputFile(filename, seed, raw.width, raw.height, images.media_type(fmt)))
+        for index, picture in enumerate(decoded):
+            seed = spec.seed if isinstance(spec, Video) else spec.seed + index
+            filename = f"{index:02d}-{seed}.{extension}" if not isinstance(spec, Video) else f"frame-{index:04d}.png"
+            text = infotexts.for_image(spec, index, model_hash)
+            (folder / filename).write_bytes(images.encode_image(picture, fmt, text))
+            saved.append(OutputFile(filename, seed, picture.width, picture.height, images.media_type(fmt)))
         return saved
 
     def output(self, job: JobRecord, filename: str) -> tuple[OutputFile, Path]:

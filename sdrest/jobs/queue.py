@@ -24,6 +24,7 @@ from sdrest.jobs.live import LiveState
 from sdrest.jobs.store import CANCELLED, FINISHED, JobRecord, JobStore, OutputFile
 from sdrest.library.catalog import Catalog
 from sdrest.settings import Settings
+from sdrest.specs import Upscale
 
 log = logging.getLogger("sdrest.jobs")
 
@@ -66,7 +67,8 @@ class JobQueue:
             raise
         position = self.lane.push(job.id)
         self.hub.publish(job.id, "queued", {"position": position})
-        self.hasher.request(job.spec.model.path)  # the infotext's model hash, ready by the time the images are
+        if not isinstance(job.spec, Upscale):
+            self.hasher.request(job.spec.model.path)  # the infotext's model hash, ready by the time the images are
         return position
 
     def get(self, job_id: str) -> JobRecord:

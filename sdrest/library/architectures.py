@@ -64,8 +64,14 @@ def _llm(kind: str) -> Need:
     return Need("llm_path", "text_encoder", (kind,), match_width=True)
 
 
+# sd.cpp makes images in multiples of its VAE's scale times the model's down factor, and silently rounds other sizes
+# up (stable-diffusion.cpp's align_image_size): 8 × 8 = 64 for UNets, 8 × 2 = 16 for Wan (32 with Wan 2.2's 16× VAE).
+# DiTs align to 8; their 2×2 patches want 16.
+UNET_MULTIPLE = 64
+
+
 def _unet(id: str, label: str, version: SDVersion, family: str, size: int, needs: tuple[Need, ...]) -> Arch:
-    return Arch(id, label, version, family, needs, default_size=size)
+    return Arch(id, label, version, family, needs, size_multiple=UNET_MULTIPLE, default_size=size)
 
 
 def _dit(
@@ -77,9 +83,9 @@ def _dit(
     )
 
 
-def _wan(id: str, label: str, version: SDVersion, needs: tuple[Need, ...], size: int = 480) -> Arch:
-    return Arch(id, label, version, "wan", needs, video=True, size_multiple=16, default_size=size, default_cfg=6.0,
-                default_steps=30)  # fmt: skip
+def _wan(id: str, label: str, version: SDVersion, needs: tuple[Need, ...], size: int = 480, multiple: int = 16) -> Arch:
+    return Arch(id, label, version, "wan", needs, video=True, size_multiple=multiple, default_size=size,
+                default_cfg=6.0, default_steps=30)  # fmt: skip
 
 
 _SD1 = (_VAE_SD, _CLIP_L)
@@ -113,7 +119,16 @@ ARCHITECTURES: dict[str, Arch] = {
         _unet("sdxl_pix2pix", "SDXL Instruct-Pix2Pix", SDVersion.SDXL_PIX2PIX, "sdxl", 1024, _SDXL),
         _unet("sdxl_vega", "SDXL Vega", SDVersion.SDXL_VEGA, "sdxl", 1024, _SDXL),
         _unet("sdxl_ssd1b", "SDXL SSD-1B", SDVersion.SDXL_SSD1B, "sdxl", 1024, _SDXL),
-        Arch("svd", "Stable Video Diffusion", SDVersion.SVD, "svd", (_VAE_SD,), video=True, default_size=576),
+        Arch(
+            "svd",
+            "Stable Video Diffusion",
+            SDVersion.SVD,
+            "svd",
+            (_VAE_SD,),
+            video=True,
+            size_multiple=UNET_MULTIPLE,
+            default_size=576,
+        ),  # fmt: skip
         _dit("sd3", "SD 3.x", SDVersion.SD3, "sd3", _SD3, cfg=4.5, steps=28),
         _dit("flux", "Flux.1", SDVersion.FLUX, "flux", _FLUX),
         _dit("kontext", "Flux.1 Kontext", SDVersion.FLUX, "flux", _FLUX),
@@ -129,7 +144,7 @@ ARCHITECTURES: dict[str, Arch] = {
         _wan("wan2_1_vace", "Wan 2.1 VACE", SDVersion.WAN2, _WAN21),
         _wan("wan2_2_t2v", "Wan 2.2 T2V A14B", SDVersion.WAN2, _WAN21),
         _wan("wan2_2_i2v", "Wan 2.2 I2V A14B", SDVersion.WAN2_2_I2V, _WAN21),
-        _wan("wan2_2_ti2v", "Wan 2.2 TI2V 5B", SDVersion.WAN2_2_TI2V, (_VAE_WAN22, _UMT5), size=704),
+        _wan("wan2_2_ti2v", "Wan 2.2 TI2V 5B", SDVersion.WAN2_2_TI2V, (_VAE_WAN22, _UMT5), size=704, multiple=32),
         _dit("qwen_image", "Qwen-Image", SDVersion.QWEN_IMAGE, "qwen_image", _QWEN, cfg=2.5),
         _dit("qwen_image_edit", "Qwen-Image-Edit", SDVersion.QWEN_IMAGE, "qwen_image", _QWEN, cfg=2.5),
         _dit("anima", "Anima", SDVersion.ANIMA, "anima", (_VAE_WAN21, _llm("qwen3")), cfg=6.0),

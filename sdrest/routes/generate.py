@@ -1,31 +1,87 @@
-"""`POST /api/v1/generate`: validate, queue, answer 202 — or, with `?wait=true`, the finished job or its image."""
+"""`POST /api/v1/generate`, `/upscale` and `/video`: validate, queue, answer 202 — or, with `?wait=true`, the
+finished job or its image.
+
+Bodies are JSON, or multipart/form-data where files are the input images (`init_image`, `mask`, `control.image`,
+`ref_images`, ...) and the other parts are the fields (a part named `request` may hold the whole JSON body).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+from typing import Any
+
 import msgspec
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from sdrest.errors import ApiError, Conflict, EngineUnavailable, from_validation, json_response
+from sdrest.errors import ApiError, BadRequest, Conflict, EngineUnavailable, from_validation, json_response
 from sdrest.jobs.events import TERMINAL
 from sdrest.jobs.store import COMPLETED, FINISHED, JobRecord
 from sdrest.routes.jobs import job_view, services
-from sdrest.schemas import generate_decoder
+from sdrest.schemas import (
+    GenerateRequest,
+    UpscaleRequest,
+    VideoRequest,
+    generate_decoder,
+    upscale_decoder,
+    video_decoder,
+)
 from sdrest.services import Services
 
+_LISTS = ("ref_images", "photomaker.id_images", "loras")
 
-async def generate(request: Request) -> Response:
+
+async def _form_body(request: Request) -> dict[str, Any]:
+    """A multipart body as the dict its JSON twin would decode to: files become base64, dotted names nest."""
+    form = await request.form(
+        max_files=32, max_fields=200, max_part_size=request.app.state.services.settings.max_body_bytes
+    )
+    data: dict[str, Any] = {}
+    if isinstance(whole := form.get("request"), str):
+        try:
+            data = json.loads(whole)
+        except ValueError as e:
+            raise BadRequest(f"the request part is not valid JSON: {e}", field="request") from None
+    for key, value in form.multi_items():
+        if key == "request":
+            continue
+        if isinstance(value, UploadFile):
+            item: Any = base64.b64encode(await value.read()).decode()
+        else:
+            try:
+                item = json.loads(value)
+            except ValueError:
+                item = value  # a plain string field
+        *parents, leaf = key.removesuffix("[]").split(".")
+        target = data
+        for part in parents:
+            target = target.setdefault(part, {})
+        if key.removesuffix("[]") in _LISTS:
+            target.setdefault(leaf, []).append(item)
+        else:
+            target[leaf] = item
+    return data
+
+
+async def _decode(request: Request, decoder: msgspec.json.Decoder, kind: type) -> Any:
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return msgspec.convert(await _form_body(request), kind, strict=False)
+        return decoder.decode(await request.body())
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise from_validation(e) from e
+
+
+async def _queue(request: Request, decoder: msgspec.json.Decoder, kind: type) -> Response:
     svc = services(request)
     if svc.build_error is not None:
         raise EngineUnavailable(svc.build_error)
-    body = await request.body()
-    try:
-        generate_request = generate_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise from_validation(e) from e
-    job, position = await run_in_threadpool(svc.submit, generate_request)
+    body = await _decode(request, decoder, kind)
+    job, position = await run_in_threadpool(svc.submit, body)
     if request.query_params.get("wait") in ("1", "true"):
         return await _wait(request, svc, job)
     view = job_view(svc, job)
@@ -33,9 +89,21 @@ async def generate(request: Request) -> Response:
     return json_response(view, status=202, headers={"Location": view.links.self if view.links else ""})
 
 
+async def generate(request: Request) -> Response:
+    return await _queue(request, generate_decoder, GenerateRequest)
+
+
+async def upscale(request: Request) -> Response:
+    return await _queue(request, upscale_decoder, UpscaleRequest)
+
+
+async def video(request: Request) -> Response:
+    return await _queue(request, video_decoder, VideoRequest)
+
+
 def _wants_image(request: Request) -> bool:
     accept = request.headers.get("accept", "")
-    return any(part.strip().startswith("image/") for part in accept.split(","))
+    return any(part.strip().startswith(("image/", "video/")) for part in accept.split(","))
 
 
 async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
@@ -60,15 +128,22 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
     headers = {
         "X-Job-Id": current.id,
         "X-Seed": str(output.seed),
-        "X-Steps": str(spec.steps),
-        "X-CFG-Scale": str(spec.cfg_scale),
-        "X-Sampler": spec.sampling_method,
         "X-Model": spec.model.name,
         "X-Generation-Time": f"{(current.finished_at or 0) - (current.started_at or 0):.3f}",
         "X-Image-Count": str(len(current.outputs)),
     }
+    if hasattr(spec, "steps"):
+        headers["X-Steps"] = str(spec.steps)
+    if hasattr(spec, "cfg_scale"):
+        headers["X-CFG-Scale"] = str(spec.cfg_scale)
+    if hasattr(spec, "sampling_method"):
+        headers["X-Sampler"] = spec.sampling_method
     _, _, path = await run_in_threadpool(svc.queue.output, current.id, output.filename)
     return FileResponse(path, media_type=output.media_type, headers=headers)
 
 
-routes = [Route("/generate", generate, methods=["POST"])]
+routes = [
+    Route("/generate", generate, methods=["POST"]),
+    Route("/upscale", upscale, methods=["POST"]),
+    Route("/video", video, methods=["POST"]),
+]
