@@ -39,7 +39,9 @@ class FakeEngine:
         self.ran.append(job_id)
         self.specs.append(spec)
         self.started.set()
-        prompt = spec.prompt
+        prompt = getattr(spec, "prompt", "")
+        batch = getattr(spec, "batch_count", 1)
+        width, height = getattr(spec, "width", 16), getattr(spec, "height", 16)
         if self.loaded != spec.model.plan:
             on_event(m.Loading())
             if "crash-load" in prompt:
@@ -47,9 +49,9 @@ class FakeEngine:
             self.loaded = spec.model.plan
             on_event(m.Loaded(0.01))
         self.state = "generating"
-        steps = spec.steps
+        steps = getattr(spec, "steps", 1)
         delay = self.slow_seconds if "slow" in prompt else self.step_seconds
-        for _image in range(spec.batch_count):
+        for _image in range(batch):
             for step in range(1, steps + 1):
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
@@ -65,8 +67,7 @@ class FakeEngine:
         self.state = "idle"
         self.last_used = time.monotonic()
         pictures = [
-            m.RawImage(spec.width, spec.height, "RGB", bytes([i * 40 % 256, 0, 0]) * (spec.width * spec.height))
-            for i in range(spec.batch_count)
+            m.RawImage(width, height, "RGB", bytes([i * 40 % 256, 0, 0]) * (width * height)) for i in range(batch)
         ]
         return m.Done(pictures, {"load": 0.0, "generate": steps * delay})
 

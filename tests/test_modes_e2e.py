@@ -10,6 +10,7 @@ import base64
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -225,3 +226,37 @@ def test_jobs_sse_and_cancel_work_for_every_kind(client: TestClient) -> None:
     cancelled = client.post(f"/api/v1/jobs/{slow['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
     assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_a_real_video_job_on_a_header_only_wan_file_fails_cleanly(tmp_path: Path) -> None:
+    """No Wan file with weights fits here: the worker gets a real Wan 1.3B header with no data behind it. The job
+    fails with a clear error, and the same worker process serves the next job."""
+    import struct
+
+    from sdrest.engine.errors import EngineCrashed, GenerationFailed
+    from sdrest.engine.supervisor import Supervisor
+    from sdrest.specs import ModelUse, Video
+    from tests.fakes import make_spec
+    from tests.fixtures import synthetic
+
+    sparse = synthetic.build(synthetic.get_case("wan21-t2v-1.3b"))
+    with open(sparse, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = f.read(length)
+    truncated = tmp_path / "wan2.1_t2v_1.3B_fp16.safetensors"
+    truncated.write_bytes(struct.pack("<Q", length) + header)
+    model = ModelUse("wan.safetensors", "wan2_1_t2v", {"diffusion_model_path": str(truncated)}, str(truncated))
+    spec = Video(model=model, prompt="waves", clean_prompt="waves", width=64, height=64, frames=5, fps=8, steps=1,
+                 cfg_scale=5.0, sampling_method="euler", seed=1)  # fmt: skip
+    supervisor = Supervisor({"n_threads": 2})
+    try:
+        with pytest.raises((GenerationFailed, EngineCrashed)) as failure:
+            supervisor.run("video", spec, lambda event: None)
+        if isinstance(failure.value, GenerationFailed):
+            assert failure.value.code == "model_load_failed"
+        sdxs = real.build("sd1-sdxs")
+        tiny = make_spec(model=ModelUse("sdxs", "sdxs_512_ds", {"model_path": str(sdxs)}, str(sdxs)), steps=1)
+        done = supervisor.run("next", tiny, lambda event: None)
+        assert [(i.width, i.height) for i in done.images] == [(64, 64)]
+    finally:
+        supervisor.close()
