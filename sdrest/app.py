@@ -17,10 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sdrest import errors, services
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
-from sdrest.routes import generate, jobs, system
+from sdrest.routes import generate, jobs, models, system
 from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest")
+STARTER_FOR_CPU = "sd-turbo"  # the starter `sdrest pull` suggests on an empty library (fast on a CPU)
 
 
 class BodyLimit:
@@ -64,13 +65,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         threading.Thread(target=svc.probe_engine, name="sdrest-probe", daemon=True).start()
         await asyncio.to_thread(svc.queue.start)
         log.info("sdrest serving %s (%d files in the library)", settings.models_path, len(svc.catalog.entries))
+        if not any(e.role in ("checkpoint", "diffusion_model") and not e.broken for e in svc.catalog.entries):
+            log.warning(
+                "the library has no model that generates images; fetch a starter with: sdrest pull %s --models-dir %s",
+                STARTER_FOR_CPU,
+                settings.models_path,
+            )
         try:
             yield
         finally:
             await asyncio.to_thread(svc.queue.stop)
             svc.store.close()
 
-    api = [*generate.routes, *jobs.routes, *system.routes]
+    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes]
     return Starlette(
         routes=[Mount("/api/v1", routes=api)],
         middleware=[Middleware(BodyLimit, limit=settings.max_body_bytes)],

@@ -17,7 +17,7 @@ import msgspec
 from sdrest import __version__
 from sdrest.library import convert as converter
 from sdrest.library.catalog import Catalog, ModelFile, UnknownModel, inspect_file
-from sdrest.library.folders import create_folders
+from sdrest.library.folders import create_folders, folder_for_role
 from sdrest.library.hashing import hashes_of, legacy_hash, sha256_file
 from sdrest.progress import Bar
 from sdrest.settings import FIELDS, SETTING_HELP, SETTING_TYPES, Settings, SettingsError, load_settings
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"one of {', '.join(converter.CONVERT_TYPES)}")  # fmt: skip
     conv.add_argument("-o", "--output", help="output file (a bare name goes into the source's library folder)")
     conv.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    pull = sub.add_parser("pull", help="download a starter model with every file its loading plan needs")
+    _common(pull)
+    pull.add_argument("name", nargs="?", help="a starter's name; without one, the list")
 
     version = sub.add_parser("version", help="sdrest, binding, sd.cpp and the compute backend it was built with")
     version.add_argument("--json", action="store_true")
@@ -223,7 +227,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     catalog.scan()
     source = _resolve(catalog, args.source)
     src = Path(source.path)
-    folder = src.parent if src.is_relative_to(catalog.models_dir) else settings.models_path / _folder_for(source)
+    folder = (
+        src.parent if src.is_relative_to(catalog.models_dir) else settings.models_path / folder_for_role(source.role)
+    )
     if args.output is None:
         output = converter.default_output(src, args.type, folder)
     elif Path(args.output).name == args.output:
@@ -239,15 +245,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         bar.close()
     print(output)
     return 0
-
-
-def _folder_for(entry: ModelFile) -> str:
-    from sdrest.library.folders import FOLDERS
-
-    for folder, role in FOLDERS.items():
-        if role == entry.role:
-            return folder
-    return "checkpoints"
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -266,6 +263,49 @@ def cmd_version(args: argparse.Namespace) -> int:
     print(f"backend: {info['backend']} (compiled in: {', '.join(info['backends'])})")
     tinyblas = "on" if info["tinyblas"] else "off"
     print(f"CPU: {info['physical_cores']} physical cores; {' '.join(info['cpu_features'])}; tinyBLAS {tinyblas}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from sdrest.library import downloads, starters
+
+    if not args.name:
+        for starter in starters.STARTERS.values():
+            size = sum(f.size for f in starter.files)
+            print(f"{starter.name:<16} {_size(size):>10}  {starter.description}")
+        return 0
+    try:
+        starter = starters.starter(args.name)
+    except KeyError as e:
+        raise CliError(str(e.args[0])) from None
+    settings = _settings(args)
+    create_folders(settings.models_path)
+    for file in starter.files:
+        dest = settings.models_path / folder_for_role(file.role) / Path(file.filename).name
+        if dest.exists():
+            print(f"have {dest}")
+            continue
+        bar = Bar(Path(file.filename).name, unit="bytes")
+
+        def show(done: int, total: int | None, bar: Bar = bar) -> None:
+            bar(done, total or max(done, 1))
+
+        try:
+            downloads.download_hub(
+                file.repo_id,
+                file.filename,
+                dest,
+                revision=file.revision,
+                token=settings.hf_token or None,
+                progress=show,
+                partial_dir=settings.data_dir / "downloads",
+            )
+        except downloads.DownloadError as e:
+            raise CliError(f"{file.repo_id}/{file.filename}: {e}") from e
+        finally:
+            bar.close()
+        print(f"saved {dest}")
+    print(f"{starter.name} is ready: sdrest serve --models-dir {settings.models_path}")
     return 0
 
 
@@ -298,6 +338,7 @@ _COMMANDS = {
     "hash": cmd_hash,
     "convert": cmd_convert,
     "version": cmd_version,
+    "pull": cmd_pull,
 }
 
 if __name__ == "__main__":

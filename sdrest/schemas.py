@@ -146,6 +146,7 @@ class GenerateRequest(Struct, kw_only=True):
     flow_shift: Annotated[float, Meta(ge=0, le=100)] | None = None
     slg: SlgRequest | None = None
     cache: CacheRequest | None = None
+    preset: Name | None = None  # a saved preset (models/presets/<name>.json) whose values this request's override
 
 
 class UpscaleRequest(Struct, kw_only=True):
@@ -203,14 +204,21 @@ class JobError(msgspec.Struct, omit_defaults=True):
     details: dict[str, Any] = {}
 
 
-class Progress(msgspec.Struct):
-    step: int
-    steps: int
+class Progress(msgspec.Struct, omit_defaults=True):
+    """A generation's steps (`step`, `steps`, `image`, `images`, it/s, ETA), or a task's amount (`done` of `total`
+    `unit`s at `rate` per second); `fraction` for both."""
+
+    step: int = 0
+    steps: int = 0
     image: int = 1
     images: int = 1
     fraction: float = 0.0
     it_per_s: float | None = None
     eta_seconds: float | None = None
+    done: int | None = None
+    total: int | None = None
+    unit: str | None = None
+    rate: float | None = None
 
 
 class Output(msgspec.Struct):
@@ -238,6 +246,7 @@ class Job(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] = {}
     outputs: list[Output] = []
     warnings: list[str] = []
+    result: dict[str, Any] = {}
     error: JobError | None = None
     links: JobLinks | None = None
 
@@ -273,8 +282,10 @@ class QueueState(msgspec.Struct):
 class WorkerStatus(msgspec.Struct):
     state: str  # stopped, starting, idle, loading, generating
     pid: int | None
-    loaded: dict[str, str] | None
+    loaded: dict[str, str] | None  # the loading plan in memory
     last_error: str | None
+    memory_bytes: int | None = None  # the worker's resident memory
+    model: str | None = None  # the library name of the loaded model
 
 
 class QueueSummary(msgspec.Struct):
@@ -324,3 +335,4 @@ class Limits(msgspec.Struct):
     max_body_bytes: int
     output_formats: list[str]
     preview_methods: list[str]
+    memory_available_bytes: int | None = None  # RAM free for the worker now

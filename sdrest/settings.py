@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
     max_input_bytes: Annotated[int, Meta(ge=1024)] = 32 * 1024 * 1024  # one input image file
     allow_input_urls: bool = False  # fetch input images from http(s) URLs (a server-side request forgery risk)
+    # model management
+    hf_token: str = ""  # Hugging Face token for gated repos (else HF_TOKEN); never logged
+    allow_download_urls: bool = False  # POST /models/download with a plain https URL
 
     @property
     def models_path(self) -> Path:

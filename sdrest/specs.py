@@ -205,16 +205,59 @@ class Video(Spec, kw_only=True, tag="video"):
     vae_tiling: bool = False
 
 
-JobSpec = Txt2Img | Img2Img | Upscale | Video  # every kind; a new one is added here
-ImageSpec = Txt2Img | Img2Img
+class Load(Spec, kw_only=True, tag="load"):
+    """Load a model into the worker (through the generation lane, so it never races a generation)."""
+
+    model: ModelUse
 
 
-_HIDDEN = {"model", "clean_prompt", "loras", "named_loras", "init_image", "mask", "image", "end_image", "ref_images"}
+class Unload(Spec, kw_only=True, tag="unload"):
+    """Free the loaded model and its worker."""
+
+
+class Convert(Spec, kw_only=True, tag="convert"):
+    """Quantize a library file to GGUF (the side lane)."""
+
+    source: str  # library name
+    source_path: str
+    output: str  # library name of the result
+    output_path: str
+    type: str
+    force: bool = False
+
+
+class Hash(Spec, kw_only=True, tag="hash"):
+    """SHA-256 (and A1111's short hashes) of library files (the side lane)."""
+
+    models: list[tuple[str, str]]  # (library name, path)
+
+
+class Download(Spec, kw_only=True, tag="download"):
+    """A file from a Hugging Face repository or an https URL into the library (the side lane)."""
+
+    repo_id: str | None = None
+    filename: str
+    revision: str | None = None
+    url: str | None = None
+    role: str | None = None  # the folder's role; None: from the file's detected role once downloaded
+    folder: str  # the library folder it lands in first
+
+
+JobSpec = Txt2Img | Img2Img | Upscale | Video | Load | Unload | Convert | Hash | Download  # every kind, one added here
+EngineSpec = Txt2Img | Img2Img | Upscale | Video | Load  # what the generation worker runs
+OutputSpec = Txt2Img | Img2Img | Upscale | Video  # what makes files
+TASK_KINDS = ("convert", "hash", "download")  # run on the side lane; every other kind on the generation lane
+
+
+_HIDDEN = {"model", "clean_prompt", "loras", "named_loras", "init_image", "mask", "image", "end_image", "ref_images",
+           "source_path", "output_path"}  # fmt: skip
 
 
 def public_params(spec: JobSpec) -> dict[str, Any]:
     """The parameters as the API shows them: what the client asked for, every default filled in (input images and
     file paths are not repeated)."""
+    if isinstance(spec, Load | Unload):
+        return {}
     if not isinstance(spec, Txt2Img):
         shown: dict[str, Any] = msgspec.to_builtins(
             {k: v for k, v in msgspec.structs.asdict(spec).items() if k not in _HIDDEN}

@@ -10,7 +10,7 @@ from typing import Any
 from sdrest.engine import messages as m
 from sdrest.engine.errors import Cancelled, EngineCrashed, GenerationFailed
 from sdrest.engine.protocol import EventFn
-from sdrest.specs import JobSpec
+from sdrest.specs import JobSpec, Load
 
 
 class FakeEngine:
@@ -48,6 +48,9 @@ class FakeEngine:
                 raise EngineCrashed(-11, ["model.cpp:1 - loading"], while_loading=True)
             self.loaded = spec.model.plan
             on_event(m.Loaded(0.01))
+        if isinstance(spec, Load):
+            self.state, self.last_used = "idle", time.monotonic()
+            return m.Done([], {"load": 0.01})
         self.state = "generating"
         steps = getattr(spec, "steps", 1)
         delay = self.slow_seconds if "slow" in prompt else self.step_seconds

@@ -111,7 +111,7 @@ def test_convert_refuses_to_overwrite_and_leaves_nothing_on_failure(
     assert code == 1 and "exists; pass --force" in err
     assert target.read_bytes() == b"keep me"
 
-    def crash(task: str, source: str, partial: str, kind: str, progress: object = None) -> None:
+    def crash(task: str, source: str, partial: str, kind: str, progress: object = None, cancel: object = None) -> None:
         Path(partial).write_bytes(b"half a file")
         raise EngineCrashed(-6, ["ggml.c:123 - GGML_ASSERT failed"])
 

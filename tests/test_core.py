@@ -21,6 +21,7 @@ from sdrest.library.catalog import Catalog
 from sdrest.settings import load_settings
 from tests.conftest import Library
 from tests.fakes import FakeEngine, make_spec
+from tests.raw_http import raw_request
 from tests.test_api import FAST, make_client, read_events, wait_for
 
 SLOW_START = "tests.standin_worker:slow_start"
@@ -133,34 +134,6 @@ def finished(client: TestClient) -> dict:
     return wait_for(client, client.post("/api/v1/generate", json=FAST).json()["id"])
 
 
-def _raw_get(client: TestClient, raw_path: bytes) -> tuple[int, dict]:
-    """GET a path exactly as written (no client-side normalisation of `..` or of percent-escapes)."""
-    import asyncio
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": raw_path.decode("latin-1"), "raw_path": raw_path, "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1), "server": ("testserver", 80),
-    }  # fmt: skip
-    from urllib.parse import unquote
-
-    scope["path"] = unquote(raw_path.decode("latin-1"))
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    import json
-
-    return status, json.loads(body) if body.startswith(b"{") else {"raw": body}
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -173,7 +146,7 @@ def _raw_get(client: TestClient, raw_path: bytes) -> tuple[int, dict]:
     ],
 )
 def test_output_names_cannot_leave_the_job_folder(client: TestClient, finished: dict, name: bytes) -> None:
-    status, body = _raw_get(client, f"/api/v1/jobs/{finished['id']}/output/".encode() + name)
+    status, body = raw_request(client, "GET", f"/api/v1/jobs/{finished['id']}/output/".encode() + name)
     assert status == 404, body
     # The handler answered (not the router): the name reached it and was refused there.
     assert body["error"]["message"].startswith(f"job {finished['id']} has no output"), body

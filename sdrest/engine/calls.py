@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdrest.specs import Img2Img, JobSpec, LoraUse, Txt2Img, Upscale, Video
+from sdrest.specs import EngineSpec, Img2Img, LoraUse, Txt2Img, Upscale, Video
 
 
 def _prompt(clean: str, loras: list[LoraUse]) -> str:
@@ -15,7 +15,7 @@ def _prompt(clean: str, loras: list[LoraUse]) -> str:
     return clean + "".join(f"<lora:{lora.path}:{lora.weight}>" for lora in loras)
 
 
-def load_options(spec: JobSpec) -> dict[str, Any]:
+def load_options(spec: EngineSpec) -> dict[str, Any]:
     """Constructor options a spec needs beyond its plan (part of the loaded context's identity)."""
     options: dict[str, Any] = {}
     if spec.model.embeddings:

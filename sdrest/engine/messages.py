@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from sdrest.specs import JobSpec
+from sdrest.specs import EngineSpec
 
 
 class Message(msgspec.Struct, tag=True, array_like=True):
@@ -21,7 +21,7 @@ class Message(msgspec.Struct, tag=True, array_like=True):
 
 class Generate(Message):
     job_id: str
-    spec: JobSpec
+    spec: EngineSpec
     options: dict[str, Any]  # binding options of the loaded context (threads, LoRA mode, ...)
 
 

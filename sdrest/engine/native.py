@@ -87,12 +87,33 @@ def backend_info() -> dict[str, Any]:
     system = _low.sd_get_system_info().decode("utf-8", "replace")
     features = [part.split("=")[0].strip() for part in system.split("|") if part.strip().endswith("= 1")]
     accelerators = [b for b in backends if b.upper() != "CPU"]
+    devices: list[dict[str, Any]] = []
+    if hasattr(lib, "ggml_backend_dev_count"):
+        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+            getattr(lib, name).restype = ctypes.c_char_p
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.ggml_backend_dev_memory.argtypes = [
+            ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)
+        ]  # fmt: skip
+        for i in range(lib.ggml_backend_dev_count()):
+            dev = lib.ggml_backend_dev_get(i)
+            free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+            lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+            devices.append({
+                "name": lib.ggml_backend_dev_name(dev).decode(),
+                "description": lib.ggml_backend_dev_description(dev).decode(),
+                "memory_free": free.value, "memory_total": total.value,
+            })  # fmt: skip
     return {
         "binding": sd_cpp.__version__,
         "sd_cpp": _low.sd_version().decode(),
         "sd_cpp_commit": _low.sd_commit().decode(),
         "backends": backends,
         "backend": accelerators[0] if accelerators else "CPU",
+        "devices": devices,
         "tinyblas": llamafile,
         "cpu_features": [f.removeprefix("System Info:").strip() for f in features],
         "physical_cores": int(_low.sd_get_num_physical_cores()),
@@ -215,3 +236,9 @@ class Model:
 
     def close(self) -> None:
         self.sd.close()
+
+
+def test_load(args: dict[str, str]) -> bool:
+    """Load a plan and free it again (`POST /models/{id}/validate` with `load`); raises NativeError if it fails."""
+    Model(args).close()
+    return True

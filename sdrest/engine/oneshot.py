@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from sdrest.engine import messages as m
-from sdrest.engine.errors import EngineCrashed, TaskFailed
+from sdrest.engine.errors import Cancelled, EngineCrashed, TaskFailed
 from sdrest.engine.process import spawn, stop
 
 ProgressFn = Callable[[int, int], None]
@@ -39,14 +40,18 @@ def child_main(conn: Connection) -> None:
     conn.close()
 
 
-def run(function: str, *args: Any, progress: ProgressFn | None = None) -> Any:
-    """Call `function` ("module:function") with `args` in a child process and return its result.
-    Raises TaskFailed when it raises, EngineCrashed when the child dies."""
+def run(function: str, *args: Any, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Any:
+    """Call `function` ("module:function") with `args` in a child process and return its result. Raises TaskFailed
+    when it raises, EngineCrashed when the child dies, Cancelled when `cancel` is set (the child is stopped)."""
     process, conn = spawn(ENTRY)
     tail: list[str] = []
     try:
         m.send(conn, m.Call(function, list(args)))
         while True:
+            if cancel is not None:
+                while not conn.poll(0.2):
+                    if cancel.is_set():
+                        raise Cancelled()
             try:
                 message = m.receive_from_child(conn)
             except (EOFError, OSError):

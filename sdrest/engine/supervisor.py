@@ -13,13 +13,14 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sdrest import host
 from sdrest.engine import messages as m
 from sdrest.engine import oneshot
 from sdrest.engine.errors import Cancelled, EngineCrashed, EngineUnavailable, GenerationFailed
 from sdrest.engine.process import describe_exit, spawn
 from sdrest.engine.process import stop as stop_process
 from sdrest.engine.protocol import EventFn
-from sdrest.specs import JobSpec
+from sdrest.specs import EngineSpec
 
 log = logging.getLogger("sdrest.engine")
 native_log = logging.getLogger("sdrest.engine.sdcpp")
@@ -126,7 +127,7 @@ class Supervisor:
 
     # -- jobs -------------------------------------------------------------------------------------------------------
 
-    def run(self, job_id: str, spec: JobSpec, on_event: EventFn) -> m.Done:
+    def run(self, job_id: str, spec: EngineSpec, on_event: EventFn) -> m.Done:
         with self._lock:
             self._job = job_id
             if self._cancelled == job_id:
@@ -139,7 +140,7 @@ class Supervisor:
                 self._job = None
                 self.last_used = time.monotonic()
 
-    def _run(self, job_id: str, spec: JobSpec, on_event: EventFn) -> m.Done:
+    def _run(self, job_id: str, spec: EngineSpec, on_event: EventFn) -> m.Done:
         process, conn = self._start(job_id)
         if self._deliberate(job_id, process):  # cancelled before there was a process to stop
             raise Cancelled()
@@ -180,9 +181,11 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         process = self._process
+        pid = process.pid if process is not None and process.poll() is None else None
         return {
             "state": self.state,
-            "pid": process.pid if process is not None and process.poll() is None else None,
+            "pid": pid,
             "loaded": self.loaded,
             "last_error": self.last_error,
+            "memory_bytes": host.process_memory(pid),
         }

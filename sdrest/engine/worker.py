@@ -19,7 +19,7 @@ from typing import Any
 
 from sdrest.engine import messages as m
 from sdrest.engine.calls import generate_image_kwargs, generate_video_kwargs, load_options
-from sdrest.specs import Img2Img, JobSpec, Txt2Img, Upscale, Video
+from sdrest.specs import EngineSpec, Img2Img, Load, Txt2Img, Upscale, Video
 
 PREVIEW_SIDE = 256
 
@@ -76,7 +76,9 @@ class Worker:
         raw = [m.RawImage(p.width, p.height, p.mode, p.tobytes()) for p in pictures]
         return m.Done(raw, {"load": load_seconds, "generate": seconds})
 
-    def _run(self, spec: JobSpec) -> list[Any]:
+    def _run(self, spec: EngineSpec) -> list[Any]:
+        if isinstance(spec, Load):
+            return []  # loading was all it asked for
         if isinstance(spec, Upscale):
             from PIL import Image
 
@@ -93,7 +95,7 @@ class Worker:
         pictures = self.model.generate(generate_image_kwargs(spec), **common)
         if isinstance(spec, Img2Img) and spec.mask is not None:
             pictures = [_overlay(p, spec.init_image, spec.mask) for p in pictures]
-        if spec.upscale is not None:
+        if isinstance(spec, Txt2Img) and spec.upscale is not None:
             pictures = [self.model.upscale(p, spec.upscale.factor, spec.upscale.model_scale) for p in pictures]
         return pictures
 

@@ -157,7 +157,7 @@ def admit(
         raise Invalid(f"{entry.name} cannot be read: {entry.error}", field="$.model")
     overrides = {k: v for k, v in (("vae", request.vae), ("taesd", request.taesd)) if v is not None}
     arch, plan, warnings = _plan(entry, catalog, overrides)
-    if arch.video:
+    if arch.family == "wan":
         raise Invalid(f"{entry.name} is a video model ({arch.label}); use POST /api/v1/video", field="$.model")
     job_id = uuid.uuid4().hex
     store = modes.Inputs(job_id, files, input_limits(settings), outputs)

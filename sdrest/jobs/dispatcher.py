@@ -24,7 +24,7 @@ from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
 from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore
 from sdrest.library.catalog import Catalog
-from sdrest.specs import Upscale
+from sdrest.specs import EngineSpec, OutputSpec, Txt2Img, Unload, Video
 
 log = logging.getLogger("sdrest.jobs")
 
@@ -102,10 +102,17 @@ class Dispatcher:
         self.store.save(job)
         self.live.start(job_id)
         self.hub.publish(job_id, "started", {"started_at": job.started_at})
+        if isinstance(job.spec, Unload):
+            with self.engine_lock:
+                self.engine.stop()
+            self._finish(job, COMPLETED)
+            return
+        spec = job.spec
+        assert isinstance(spec, EngineSpec), f"{job.kind} does not run on the generation lane"
         tracker = _Tracker(self.hub, self.live, job)
         try:
             with self.engine_lock:
-                done = self.engine.run(job_id, job.spec, tracker.on_event)
+                done = self.engine.run(job_id, spec, tracker.on_event)
         except (Cancelled, EngineCrashed) as e:
             if self.lane.stopping:
                 # Stopped by the server's shutdown, not by a client or a crash: the job stays "running" in the
@@ -115,9 +122,7 @@ class Dispatcher:
                 self._finish(job, CANCELLED)
                 return
             if e.while_loading:
-                self.catalog.mark_crashed(
-                    job.spec.model.plan.values(), f"it crashed the engine while loading ({e.signal})"
-                )
+                self.catalog.mark_crashed(spec.model.plan.values(), f"it crashed the engine while loading ({e.signal})")
             details = {"signal": e.signal, "while_loading": e.while_loading, "log": e.log_tail}
             self._finish(job, FAILED, error={"code": "engine_crashed", "message": str(e), "details": details})
         except GenerationFailed as e:
@@ -133,19 +138,23 @@ class Dispatcher:
     def _complete(self, job: JobRecord, done: m.Done, cancelled: threading.Event, recorded: threading.Event) -> None:
         """Write the job's images with their infotexts, then mark it completed (on the finisher thread)."""
         try:
-            model = job.spec.model
+            spec = job.spec
+            assert isinstance(spec, EngineSpec)
+            model = spec.model
 
             def hashing(read: int, total: int) -> None:
                 self.hub.publish(job.id, "hashing", {"model": model.name, "done": read, "total": total})
 
-            # An upscale's infotext names its upscaler, not a model hash.
-            model_hash = None if isinstance(job.spec, Upscale) else self.hasher.autov2(model.path, hashing)
+            # Only images and videos record their model's hash (an upscale names its upscaler; a load makes nothing).
+            wants_hash = isinstance(job.spec, Txt2Img | Video)
+            model_hash = self.hasher.autov2(model.path, hashing) if wants_hash else None
             if cancelled.is_set():
                 self._finish(job, CANCELLED)
                 return
-            if self.lane.stopping and model_hash is None and not isinstance(job.spec, Upscale):
+            if self.lane.stopping and model_hash is None and wants_hash:
                 return  # shutting down while hashing: the job is queued again at the next start
-            job.outputs = self.files.save(job, done.images, model_hash)
+            if isinstance(spec, OutputSpec):
+                job.outputs = self.files.save(job, spec, done.images, model_hash)
             job.timings = {k: round(v, 3) for k, v in done.timings.items()}
             self._finish(job, COMPLETED)
         except Exception:

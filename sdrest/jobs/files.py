@@ -16,7 +16,7 @@ from sdrest.engine.messages import RawImage
 from sdrest.jobs import infotexts
 from sdrest.jobs.errors import Expired, NoSuchJob
 from sdrest.jobs.store import JobRecord, OutputFile
-from sdrest.specs import Video
+from sdrest.specs import OutputSpec, Video
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _INPUT_NAME = re.compile(r"[a-z0-9_-]{1,64}\.(png|jpg|webp)")
@@ -43,10 +43,11 @@ class JobFiles:
         path.write_bytes(data)
         return path
 
-    def save(self, job: JobRecord, pictures: list[RawImage], model_hash: str | None) -> list[OutputFile]:
+    def save(
+        self, job: JobRecord, spec: OutputSpec, pictures: list[RawImage], model_hash: str | None
+    ) -> list[OutputFile]:
         """Encode and write the job's outputs, each with its infotext: images as `NN-<seed>.<ext>`; a video as one
         animated WebP or MP4 (`video-<seed>.<ext>`) or as its frames."""
-        spec = job.spec
         folder = self.folder(job.id)
         folder.mkdir(parents=True, exist_ok=True)
         decoded = [images.from_raw(raw.mode, raw.width, raw.height, raw.pixels) for raw in pictures]

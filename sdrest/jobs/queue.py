@@ -22,9 +22,10 @@ from sdrest.jobs.housekeeping import Housekeeper
 from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
 from sdrest.jobs.store import CANCELLED, FINISHED, JobRecord, JobStore, OutputFile
+from sdrest.jobs.tasks import TaskDispatcher
 from sdrest.library.catalog import Catalog
 from sdrest.settings import Settings
-from sdrest.specs import Upscale
+from sdrest.specs import TASK_KINDS, Txt2Img, Video
 
 log = logging.getLogger("sdrest.jobs")
 
@@ -38,36 +39,43 @@ class JobQueue:
         self.hasher = ModelHasher(catalog)
         self.dispatcher = Dispatcher(self.lane, store, engine, hub, self.live, self.files, self.hasher, catalog)
         self.housekeeper = Housekeeper(settings, engine, self.dispatcher.engine_lock, store, self.files)
+        self.task_lane = Lane(settings.queue_size)
+        self.tasks = TaskDispatcher(self.task_lane, store, hub, self.live, catalog, settings)
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
         for job in self.store.recover():
             log.warning("job %s was running when the server stopped: now %s", job.id, job.status)
-        self.lane.restore(job.id for job in self.store.queued())
+        queued = self.store.queued()
+        self.lane.restore(job.id for job in queued if job.kind not in TASK_KINDS)
+        self.task_lane.restore(job.id for job in queued if job.kind in TASK_KINDS)
         self.hasher.start()
         self.dispatcher.start()
+        self.tasks.start()
         self.housekeeper.start()
 
     def stop(self) -> None:
         """Stop dispatching; a running job is interrupted and will be queued again at the next start."""
         self.housekeeper.stop()
         self.hasher.stop()
+        self.tasks.stop()
         self.dispatcher.stop()
 
     # -- requests from the API --------------------------------------------------------------------------------------
 
     def submit(self, job: JobRecord) -> int:
-        """Store and queue a job; returns its position (1 = next). Raises QueueFull."""
-        self.lane.reserve()
+        """Store and queue a job on its lane; returns its position (1 = next). Raises QueueFull."""
+        lane = self._lane(job.kind)
+        lane.reserve()
         try:
             self.store.add(job)
         except BaseException:
-            self.lane.release()
+            lane.release()
             raise
-        position = self.lane.push(job.id)
+        position = lane.push(job.id)
         self.hub.publish(job.id, "queued", {"position": position})
-        if not isinstance(job.spec, Upscale):
+        if isinstance(job.spec, Txt2Img | Video):
             self.hasher.request(job.spec.model.path)  # the infotext's model hash, ready by the time the images are
         return position
 
@@ -90,8 +98,13 @@ class JobQueue:
         output, path = self.files.output(job, filename)
         return job, output, path
 
+    def _lane(self, kind: str) -> Lane:
+        """Model-management tasks run on the side lane, everything else on the generation lane."""
+        return self.task_lane if kind in TASK_KINDS else self.lane
+
     def position(self, job_id: str) -> int | None:
-        return self.lane.position(job_id)
+        position = self.lane.position(job_id)
+        return position if position is not None else self.task_lane.position(job_id)
 
     def progress(self, job_id: str) -> dict[str, Any] | None:
         return self.live.progress(job_id)
@@ -109,15 +122,19 @@ class JobQueue:
         job = self.get(job_id)
         if job.status in FINISHED:
             raise WrongState(f"job {job_id} is already {job.status}")
-        if self.lane.remove(job_id):
+        lane = self._lane(job.kind)
+        if lane.remove(job_id):
             job.status, job.finished_at = CANCELLED, time.time()
             self.store.save(job)
             self.hub.publish(job_id, "cancelled", {})
-            for index, queued in enumerate(self.lane.queued(), start=1):
+            for index, queued in enumerate(lane.queued(), start=1):
                 if self.hub.has_subscribers(queued):
                     self.hub.publish(queued, "queued", {"position": index})
             return job
-        if not self.dispatcher.cancel_finishing(job_id):
+        if lane is self.task_lane:
+            self.tasks.cancel(job_id)
+            self.task_lane.wait_until_not_running(job_id, timeout=10)
+        elif not self.dispatcher.cancel_finishing(job_id):
             self.engine.cancel(job_id)
             # The dispatcher records the outcome, then lets go of the job: wait for that so the caller sees the end.
             self.lane.wait_until_not_running(job_id, timeout=5)

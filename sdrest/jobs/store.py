@@ -53,6 +53,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     attempts: int = 0
     timings: dict[str, float] = {}
     warnings: list[str] = []
+    result: dict[str, Any] = {}  # what a task made: a converted file's name, hashes, a downloaded file
 
     @property
     def kind(self) -> str:

@@ -8,6 +8,7 @@ unless the caller forces it.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from sdrest.engine import oneshot
@@ -32,7 +33,13 @@ def default_output(source: Path, output_type: str, folder: Path) -> Path:
 
 
 def convert(
-    source: Path, output: Path, output_type: str, *, force: bool = False, progress: oneshot.ProgressFn | None = None
+    source: Path,
+    output: Path,
+    output_type: str,
+    *,
+    force: bool = False,
+    progress: oneshot.ProgressFn | None = None,
+    cancel: threading.Event | None = None,
 ) -> Path:
     """Convert `source` into `output` (GGUF of `output_type`) and return `output`."""
     if output_type not in CONVERT_TYPES:
@@ -51,7 +58,9 @@ def convert(
     # Hidden and without a model suffix, so a library scan never lists a half-written file.
     partial = output.with_name(f".{output.name}.partial")
     try:
-        oneshot.run("sdrest.engine.native:convert", str(source), str(partial), output_type, progress=progress)
+        oneshot.run(
+            "sdrest.engine.native:convert", str(source), str(partial), output_type, progress=progress, cancel=cancel
+        )
         read_header(partial)
         os.replace(partial, output)
     except EngineCrashed as e:

@@ -51,6 +51,11 @@ ALIASES: dict[str, str] = {
 }
 
 
+def folder_for_role(role: str) -> str:
+    """sdrest's own folder for files of `role` (`checkpoints` for a checkpoint, `esrgan` for an upscaler)."""
+    return next((folder for folder, held in FOLDERS.items() if held == role), "checkpoints")
+
+
 def folder_role(relative: Path) -> str | None:
     """The role a file's top-level folder suggests, e.g. `loras/x/y.safetensors` → lora."""
     if len(relative.parts) < 2:

@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from sdrest.errors import ApiError, BadRequest, Conflict, EngineUnavailable, from_validation, json_response
+from sdrest.errors import ApiError, BadRequest, Conflict, EngineUnavailable, Invalid, from_validation, json_response
 from sdrest.jobs.events import TERMINAL
 from sdrest.jobs.store import COMPLETED, FINISHED, JobRecord
+from sdrest.library import presets
+from sdrest.library.names import BadName
 from sdrest.routes.jobs import job_view, services
 from sdrest.schemas import (
     GenerateRequest,
@@ -68,12 +70,28 @@ async def _form_body(request: Request) -> dict[str, Any]:
 
 
 async def _decode(request: Request, decoder: msgspec.json.Decoder, kind: type) -> Any:
+    """The request struct; for a generation naming a `preset`, the preset's values under the request's own."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            return msgspec.convert(await _form_body(request), kind, strict=False)
-        return decoder.decode(await request.body())
+        if not multipart and kind is not GenerateRequest:
+            return decoder.decode(await request.body())
+        data = await _form_body(request) if multipart else msgspec.json.decode(await request.body())
+        if kind is GenerateRequest and isinstance(data, dict) and isinstance(data.get("preset"), str):
+            preset = await run_in_threadpool(_preset, request, data.pop("preset"))
+            data = {**preset, **data}
+        return msgspec.convert(data, kind, strict=not multipart)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise from_validation(e) from e
+
+
+def _preset(request: Request, name: str) -> dict[str, Any]:
+    store = presets.Store(services(request).catalog.models_dir, "presets")
+    try:
+        value: dict[str, Any] = store.read(name)
+    except (BadName, FileNotFoundError, presets.PresetError) as e:
+        raise Invalid(f"preset: {e}", field="$.preset") from e
+    value.pop("preset", None)
+    return value
 
 
 async def _queue(request: Request, decoder: msgspec.json.Decoder, kind: type) -> Response:
@@ -106,8 +124,8 @@ def _wants_image(request: Request) -> bool:
     return any(part.strip().startswith(("image/", "video/")) for part in accept.split(","))
 
 
-async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
-    """Hold the request until the job ends (the job keeps running if the client goes away)."""
+async def wait_for_job(svc: Services, job: JobRecord) -> JobRecord:
+    """The job once it has ended (it keeps running if the client goes away meanwhile)."""
     subscription = svc.hub.subscribe(job.id)
     try:
         current = await run_in_threadpool(svc.queue.get, job.id)
@@ -117,6 +135,12 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
                 current = await run_in_threadpool(svc.queue.get, job.id)
     finally:
         svc.hub.unsubscribe(job.id, subscription)
+    return current
+
+
+async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
+    """Hold the request until the job ends: the job as JSON, or its first output for an `Accept: image/…`."""
+    current = await wait_for_job(svc, job)
     if not _wants_image(request):
         return json_response(job_view(svc, current))
     if current.status != COMPLETED:
@@ -128,7 +152,7 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
     headers = {
         "X-Job-Id": current.id,
         "X-Seed": str(output.seed),
-        "X-Model": spec.model.name,
+        "X-Model": getattr(getattr(spec, "model", None), "name", ""),
         "X-Generation-Time": f"{(current.finished_at or 0) - (current.started_at or 0):.3f}",
         "X-Image-Count": str(len(current.outputs)),
     }

@@ -35,13 +35,14 @@ def job_view(svc: Services, job: JobRecord) -> Job:
     """The API's view of a job: record, live position and progress, output URLs, links."""
     base = f"{PREFIX}/jobs/{job.id}"
     progress = svc.queue.progress(job.id) if job.status == RUNNING else None
+    model = getattr(job.spec, "model", None)
     return Job(
         id=job.id,
         status=job.status,
         kind=job.kind,
         created_at=job.created_at,
-        model=job.spec.model.name,
-        architecture=job.spec.model.architecture,
+        model=model.name if model is not None else None,
+        architecture=model.architecture if model is not None else None,
         position=svc.queue.position(job.id) if job.status in (QUEUED, RUNNING) else None,
         started_at=job.started_at,
         finished_at=job.finished_at,
@@ -52,6 +53,7 @@ def job_view(svc: Services, job: JobRecord) -> Job:
             for o in job.outputs
         ],
         warnings=job.warnings,
+        result=job.result,
         error=msgspec.convert(job.error, JobError) if job.error else None,
         links=JobLinks(self=base, events=f"{base}/events"),
     )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest import __version__
+from sdrest import __version__, host
 from sdrest.errors import json_response
 from sdrest.routes.jobs import services
 from sdrest.schemas import (
@@ -20,22 +22,52 @@ from sdrest.schemas import (
     SCHEDULERS,
     Health,
     Limits,
-    ModelList,
     Names,
     QueueSummary,
     StepLimits,
     Version,
     WorkerStatus,
 )
+from sdrest.services import Services
 
 
 async def health(request: Request) -> Response:
     svc = services(request)
     snapshot = svc.queue.snapshot()
-    worker = svc.engine.status()
+    worker = await run_in_threadpool(_worker_status, svc)
     status = "ok" if svc.build_error is None else "degraded"
     queue = QueueSummary(len(snapshot["queued"]), snapshot["running"])
-    return json_response(Health(status, msgspec.convert(worker, WorkerStatus), queue, svc.build_error))
+    return json_response(Health(status, worker, queue, svc.build_error))
+
+
+def _worker_status(svc: Services) -> WorkerStatus:
+    """The worker's state with the loaded model's library name (reads /proc for its memory: call on a thread)."""
+    worker = msgspec.convert(svc.engine.status(), WorkerStatus)
+    if worker.loaded:
+        main = worker.loaded.get("model_path") or worker.loaded.get("diffusion_model_path")
+        entry = svc.catalog.find_path(main) if main else None
+        worker.model = entry.name if entry is not None else None
+    return worker
+
+
+def _system(svc: Services) -> dict[str, Any]:
+    info = svc.build_info
+    return {
+        "cpu": {**host.cpu(), "physical_cores": info.get("physical_cores"), "features": info.get("cpu_features", [])},
+        "memory": host.memory(),
+        "backend": info.get("backend"),
+        "backends": info.get("backends", []),
+        "devices": info.get("devices", []),
+        "disks": {"models": host.disk(svc.catalog.models_dir), "data": host.disk(svc.settings.data_dir)},
+        "worker": msgspec.to_builtins(_worker_status(svc)),
+        "engine_error": svc.build_error,
+    }
+
+
+async def system(request: Request) -> Response:
+    svc = services(request)
+    await asyncio.to_thread(svc.ready.wait, 30)
+    return json_response(await run_in_threadpool(_system, svc))
 
 
 async def version(request: Request) -> Response:
@@ -65,6 +97,7 @@ async def schedulers(request: Request) -> Response:
 
 async def limits(request: Request) -> Response:
     s = services(request).settings
+    available = (await run_in_threadpool(host.memory))["available"]
     return json_response(
         Limits(
             min_side=64,
@@ -77,25 +110,16 @@ async def limits(request: Request) -> Response:
             max_body_bytes=s.max_body_bytes,
             output_formats=list(OUTPUT_FORMATS),
             preview_methods=list(PREVIEW_METHODS),
+            memory_available_bytes=available,
         )
     )
 
 
-async def models(request: Request) -> Response:
-    svc = services(request)
-    if request.query_params.get("refresh") in ("1", "true"):
-        svc.views.invalidate()
-        await asyncio.to_thread(svc.catalog.scan)
-    views = await asyncio.to_thread(svc.views.all)
-    role = request.query_params.get("role")
-    return json_response(ModelList([v for v in views if role is None or v.role == role]))
-
-
 routes = [
     Route("/health", health, methods=["GET"]),
+    Route("/system", system, methods=["GET"]),
     Route("/version", version, methods=["GET"]),
     Route("/samplers", samplers, methods=["GET"]),
     Route("/schedulers", schedulers, methods=["GET"]),
     Route("/limits", limits, methods=["GET"]),
-    Route("/models", models, methods=["GET"]),
 ]
