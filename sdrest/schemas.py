@@ -246,6 +246,7 @@ class Job(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] = {}
     outputs: list[Output] = []
     warnings: list[str] = []
+    timings: dict[str, float] = {}  # seconds: load, generate
     result: dict[str, Any] = {}
     error: JobError | None = None
     links: JobLinks | None = None

@@ -53,6 +53,7 @@ def job_view(svc: Services, job: JobRecord) -> Job:
             for o in job.outputs
         ],
         warnings=job.warnings,
+        timings=job.timings,
         result=job.result,
         error=msgspec.convert(job.error, JobError) if job.error else None,
         links=JobLinks(self=base, events=f"{base}/events"),
