@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdrest import errors, services
+from sdrest.access import AccessControl, Authenticator
+from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
-from sdrest.routes import generate, jobs, models, system
+from sdrest.routes import auth, generate, jobs, models, system
 from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest")
@@ -77,10 +80,32 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             await asyncio.to_thread(svc.queue.stop)
             svc.store.close()
 
-    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes]
-    return Starlette(
+    authenticator = Authenticator(settings)
+    if "pam" in authenticator.methods and (problem := system_accounts.shadow_problem()):
+        log.error("%s", problem)
+    cors = tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip())
+    if "*" in cors:
+        raise ValueError("cors_origins cannot be '*': browsers would send credentials to any site; list the origins")
+    middleware = [
+        Middleware(BodyLimit, limit=settings.max_body_bytes),
+        Middleware(AccessControl, authenticator=authenticator, cors_origins=cors),
+    ]
+    if cors:
+        # Outermost, so preflight requests are answered before authentication; exact origins, never "*".
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors),
+                allow_credentials=True,
+                allow_methods=["*"],
+                allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            ),  # fmt: skip
+        )
+    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes]
+    app = Starlette(
         routes=[Mount("/api/v1", routes=api)],
-        middleware=[Middleware(BodyLimit, limit=settings.max_body_bytes)],
+        middleware=middleware,
         exception_handlers={
             Exception: errors.handle,
             HTTPException: errors.handle,
@@ -89,3 +114,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.state.authenticator = authenticator
+    return app

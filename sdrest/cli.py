@@ -83,6 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("-o", "--output", help="output file (a bare name goes into the source's library folder)")
     conv.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
+    keys = sub.add_parser("keys", help="API keys: create (shown once), list, revoke")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="make a key; it is printed once and stored only as a hash")
+    create.add_argument("name")
+    create.add_argument("--role", choices=["user", "admin"], default="user")
+    create.add_argument("--expires", type=float, metavar="DAYS", help="days until it stops working")
+    keys_sub.add_parser("list", help="keys with their prefixes, roles and last use")
+    revoke = keys_sub.add_parser("revoke", help="stop a key from working (by id, prefix or name)")
+    revoke.add_argument("key")
+    for action in keys_sub.choices.values():
+        _common(action, ("data_dir", "config"))
+
+    users = sub.add_parser("users", help="local users who log in for tokens (auth = jwt)")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    add = users_sub.add_parser("add", help="add a user (the password is asked for, or read from stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["user", "admin"], default="user")
+    passwd = users_sub.add_parser("passwd", help="set a user's password (their sessions end)")
+    passwd.add_argument("name")
+    remove = users_sub.add_parser("remove", help="remove a user (their sessions end)")
+    remove.add_argument("name")
+    users_sub.add_parser("list", help="users and their roles")
+    for action in users_sub.choices.values():
+        _common(action, ("data_dir", "config"))
+        action.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
     pull = sub.add_parser("pull", help="download a starter model with every file its loading plan needs")
     _common(pull)
     pull.add_argument("name", nargs="?", help="a starter's name; without one, the list")
@@ -266,6 +292,79 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(timestamp: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "-"
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import time
+
+    from sdrest.auth.api_keys import KeyStore
+
+    settings = _settings(args)
+    store = KeyStore(settings.data_dir / "auth.sqlite3", settings.api_key_file)
+    if args.action == "create":
+        expires = time.time() + args.expires * 86400 if args.expires else None
+        key, record = store.create(args.name, args.role, expires)
+        print(key)
+        print(f"(shown once; {record.prefix}, role {record.role}, expires {_when(record.expires_at)})", file=sys.stderr)
+    elif args.action == "list":
+        for record in store.list():
+            state = "revoked" if record.revoked else f"expires {_when(record.expires_at)}"
+            used = _when(record.last_used_at)
+            print(f"{record.prefix:<14} {record.name:<20} {record.role:<6} {state:<26} last used {used}")
+    else:
+        try:
+            record = store.revoke(args.key)
+        except KeyError as e:
+            raise CliError(f"no key {args.key!r}") from e
+        except ValueError as e:  # a key from api_key_file: remove it from that file instead
+            raise CliError(str(e)) from e
+        print(f"revoked {record.prefix} ({record.name})")
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise CliError("the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from sdrest.auth.tokens import TokenIssuer, load_or_create_secret
+    from sdrest.auth.users import UserExists, UserStore
+
+    settings = _settings(args)
+    store = UserStore(settings.data_dir / "auth.sqlite3")
+    try:
+        if args.action == "add":
+            user = store.add(args.name, _new_password(args), args.role)
+            print(f"added {user.name} ({user.role})")
+        elif args.action == "list":
+            for user in store.list():
+                print(f"{user.name:<24} {user.role:<6} {'disabled' if user.disabled else ''}")
+        else:
+            if store.get(args.name) is None:
+                raise CliError(f"no user {args.name!r}")
+            if args.action == "passwd":
+                store.set_password(args.name, _new_password(args))
+            else:
+                store.remove(args.name)
+            secret = load_or_create_secret(settings.data_dir / "jwt-secret")
+            TokenIssuer(secret, settings.data_dir / "auth.sqlite3").revoke_subject(args.name)
+            print(f"{'password changed for' if args.action == 'passwd' else 'removed'} {args.name}; their sessions end")
+    except (ValueError, UserExists) as e:
+        raise CliError(str(e)) from e
+    return 0
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     from sdrest.library import downloads, starters
 
@@ -314,9 +413,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from sdrest.access import unsafe_bind
     from sdrest.app import create_app
 
     settings = _settings(args)
+    if (problem := unsafe_bind(settings)) is not None:
+        raise CliError(problem)
     level = settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     create_folders(settings.models_path)
@@ -339,6 +441,8 @@ _COMMANDS = {
     "convert": cmd_convert,
     "version": cmd_version,
     "pull": cmd_pull,
+    "keys": cmd_keys,
+    "users": cmd_users,
 }
 
 if __name__ == "__main__":

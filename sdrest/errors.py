@@ -2,6 +2,8 @@
 
     ApiError                      500 internal_error
     ├── BadRequest                400 bad_request
+    ├── Unauthorized              401 unauthorized (with WWW-Authenticate)
+    ├── Forbidden                 403 forbidden (a role too low, a cross-site request)
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict
@@ -55,6 +57,14 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
 
 
 class NotFound(ApiError):

@@ -54,7 +54,9 @@ class Services:
         except (JobsError, OSError) as e:
             raise LookupError(str(e)) from e
 
-    def submit(self, request: GenerateRequest | UpscaleRequest | VideoRequest) -> tuple[JobRecord, int]:
+    def submit(
+        self, request: GenerateRequest | UpscaleRequest | VideoRequest, owner: str | None = None
+    ) -> tuple[JobRecord, int]:
         """Admit and queue a request; returns the job and its position. Blocking: call it on a thread."""
         files, loaded = self.queue.files, self.queue.loaded_plan()
         job: JobRecord
@@ -65,6 +67,7 @@ class Services:
                 job = admit_upscale(request, self.catalog, self.settings, files, self.read_output)
             case VideoRequest():
                 job = admit_video(request, self.catalog, self.settings, files, self.read_output, loaded)
+        job.owner = owner
         try:
             return job, self.queue.submit(job)
         except JobsError:

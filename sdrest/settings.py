@@ -44,6 +44,20 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
     max_input_bytes: Annotated[int, Meta(ge=1024)] = 32 * 1024 * 1024  # one input image file
     allow_input_urls: bool = False  # fetch input images from http(s) URLs (a server-side request forgery risk)
+    # authentication (README: "Authentication")
+    auth: str = "none"  # none, or a comma list of api_key, jwt, pam, idp; with "optional" guests may read
+    allow_unauthenticated: bool = False  # serve a non-loopback address with auth = none
+    api_key_file: Path | None = None  # keys for automation, lines name:role:key
+    access_token_seconds: Annotated[int, Meta(ge=60, le=86400)] = 900
+    refresh_token_seconds: Annotated[int, Meta(ge=300)] = 30 * 86400
+    idp_public_key_file: Path | None = None  # verify an identity provider's tokens (RS256/ES256) with this key
+    idp_issuer: str = ""
+    idp_audience: str = ""
+    idp_role_claim: str = "role"  # a dotted path, e.g. realm_access.roles for Keycloak
+    pam_service: str = "sdrest"
+    pam_allowed_groups: str = ""  # comma list; empty: any system account may log in as a user
+    pam_admin_groups: str = ""  # comma list of groups whose members are admins
+    cors_origins: str = ""  # comma list of origins allowed to call the API from a browser; never "*"
     # model management
     hf_token: str = ""  # Hugging Face token for gated repos (else HF_TOKEN); never logged
     allow_download_urls: bool = False  # POST /models/download with a plain https URL

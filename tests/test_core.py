@@ -214,7 +214,7 @@ def test_an_old_job_database_is_migrated(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = JobStore(tmp_path / "jobs.sqlite3")
-    assert store.version == 3
+    assert store.version == 4
     (job,) = store.queued()
     assert job.kind == "txt2img" and job.spec.seed == 5 and job.spec.clean_prompt == "a cat"
     assert job.spec.model.plan == {"model_path": "/m/sd15.safetensors"}

@@ -25,28 +25,36 @@ def load_options(spec: EngineSpec) -> dict[str, Any]:
     return options
 
 
-def generate_image_kwargs(spec: Txt2Img) -> dict[str, Any]:
-    """`StableDiffusion.generate_image` keywords for an image spec (txt2img, img2img, inpainting, outpainting)."""
+def _sampling(spec: Txt2Img | Video) -> dict[str, Any]:
+    """The keywords images and videos share: prompts, size, guidance scale, steps, sampler, seed."""
     kwargs: dict[str, Any] = {
         "prompt": _prompt(spec.clean_prompt, spec.loras),
         "negative_prompt": spec.negative_prompt,
         "width": spec.width,
         "height": spec.height,
         "cfg_scale": spec.cfg_scale,
-        "guidance": spec.guidance,
         "sample_steps": spec.steps,
-        "seed": spec.seed,
-        "batch_count": spec.batch_count,
-        "clip_skip": spec.clip_skip,
         "sample_method": spec.sampling_method,
         "scheduler": spec.scheduler or "default",
+        "seed": spec.seed,
     }
-    if spec.eta is not None:
-        kwargs["eta"] = spec.eta
     if spec.flow_shift is not None:
         kwargs["flow_shift"] = spec.flow_shift
     if spec.vae_tiling:
         kwargs["vae_tiling"] = True
+    return kwargs
+
+
+def generate_image_kwargs(spec: Txt2Img) -> dict[str, Any]:
+    """`StableDiffusion.generate_image` keywords for an image spec (txt2img, img2img, inpainting, outpainting)."""
+    kwargs = {
+        **_sampling(spec),
+        "guidance": spec.guidance,
+        "batch_count": spec.batch_count,
+        "clip_skip": spec.clip_skip,
+    }
+    if spec.eta is not None:
+        kwargs["eta"] = spec.eta
     if spec.control is not None:
         kwargs.update(
             control_image=spec.control.image, control_strength=spec.control.strength, canny=spec.control.canny
@@ -87,27 +95,11 @@ def generate_image_kwargs(spec: Txt2Img) -> dict[str, Any]:
 
 def generate_video_kwargs(spec: Video) -> dict[str, Any]:
     """`StableDiffusion.generate_video` keywords for a video spec."""
-    kwargs: dict[str, Any] = {
-        "prompt": _prompt(spec.clean_prompt, spec.loras),
-        "negative_prompt": spec.negative_prompt,
-        "width": spec.width,
-        "height": spec.height,
-        "cfg_scale": spec.cfg_scale,
-        "sample_steps": spec.steps,
-        "sample_method": spec.sampling_method,
-        "scheduler": spec.scheduler or "default",
-        "seed": spec.seed,
-        "video_frames": spec.frames,
-        "strength": spec.strength,
-    }
-    if spec.flow_shift is not None:
-        kwargs["flow_shift"] = spec.flow_shift
+    kwargs = {**_sampling(spec), "video_frames": spec.frames, "strength": spec.strength}
     if spec.init_image is not None:
         kwargs["init_image"] = spec.init_image
     if spec.end_image is not None:
         kwargs["end_image"] = spec.end_image
-    if spec.vae_tiling:
-        kwargs["vae_tiling"] = True
     if spec.high_noise is not None:
         kwargs.update(
             high_noise_sample_steps=spec.high_noise.steps,

@@ -129,6 +129,20 @@ def _plan(
     return ARCHITECTURES[plan.architecture], plan.args, list(plan.warnings)
 
 
+def _prompting(request: GenerateRequest | VideoRequest, catalog: Catalog, arch: Arch) -> dict[str, Any]:
+    """The spec fields every prompted kind shares: both prompts, the LoRAs (parsed once, resolved) and the seed."""
+    clean_prompt, tags = split_lora_tags(request.prompt)
+    named = [(spec.name, spec.weight) for spec in request.loras]
+    return {
+        "prompt": request.prompt,
+        "clean_prompt": clean_prompt,
+        "negative_prompt": request.negative_prompt,
+        "loras": resolve_loras(tags, named, catalog, arch),
+        "named_loras": named,
+        "seed": request.seed if request.seed >= 0 else secrets.randbelow(2**32),
+    }
+
+
 def _check_prompts(prompt: str, negative: str, settings: Settings) -> None:
     if len(prompt) > settings.max_prompt_chars or len(negative) > settings.max_prompt_chars:
         field = "$.prompt" if len(prompt) > settings.max_prompt_chars else "$.negative_prompt"
@@ -232,15 +246,11 @@ def _image_spec(
         fields["cache"] = Cache(request.cache.mode, request.cache.threshold)
     final = (fields["hires"].width * fields["hires"].height) if "hires" in fields else width * height
     tiling = request.vae_tiling if request.vae_tiling is not None else final > AUTO_TILING_PIXELS
-    clean_prompt, tags = split_lora_tags(request.prompt)
-    named = [(spec.name, spec.weight) for spec in request.loras]
     embeddings = modes.embeddings([request.prompt, request.negative_prompt], arch, catalog)
     kind = Img2Img if "init_image" in fields else Txt2Img
     return kind(
         model=ModelUse(entry.name, arch.id, plan, entry.path, embeddings),
-        prompt=request.prompt,
-        clean_prompt=clean_prompt,
-        negative_prompt=request.negative_prompt,
+        **_prompting(request, catalog, arch),
         width=width,
         height=height,
         steps=request.steps or arch.default_steps,
@@ -249,12 +259,9 @@ def _image_spec(
         sampling_method=request.sampling_method or arch.default_sampler,
         scheduler=request.scheduler,
         eta=request.eta,
-        seed=request.seed if request.seed >= 0 else secrets.randbelow(2**32),
         batch_count=request.batch_count,
         clip_skip=request.clip_skip,
         output_format=request.output_format,
-        loras=resolve_loras(tags, named, catalog, arch),
-        named_loras=named,
         vae=request.vae,
         taesd=request.taesd,
         preview=Preview(request.preview.method, request.preview.interval) if request.preview else None,
@@ -349,13 +356,11 @@ def admit_video(
             sampling_method=(high and high.sampling_method) or sampler,
             scheduler=(high and high.scheduler) or request.scheduler,
         )
-    clean_prompt, tags = split_lora_tags(request.prompt)
-    named = [(spec.name, spec.weight) for spec in request.loras]
+    prompting = _prompting(request, catalog, arch)
+    prompting.pop("named_loras")
     spec = Video(
         model=ModelUse(entry.name, arch.id, plan, entry.path),
-        prompt=request.prompt,
-        clean_prompt=clean_prompt,
-        negative_prompt=request.negative_prompt,
+        **prompting,
         width=width,
         height=height,
         frames=request.frames,
@@ -364,11 +369,9 @@ def admit_video(
         cfg_scale=cfg,
         sampling_method=sampler,
         scheduler=request.scheduler,
-        seed=request.seed if request.seed >= 0 else secrets.randbelow(2**32),
         flow_shift=request.flow_shift,
         strength=request.strength,
         high_noise=high_noise,
-        loras=resolve_loras(tags, named, catalog, arch),
         output_format=request.output_format,
         vae_tiling=request.vae_tiling,
         **fields,

@@ -77,17 +77,12 @@ class Dispatcher:
         return True
 
     def _loop(self) -> None:
-        while (job_id := self.lane.take()) is not None:
-            try:
-                self._run(job_id)
-            except Exception:  # the dispatcher must outlive any one job
-                log.exception("job %s failed unexpectedly", job_id)
-                job = self.store.get(job_id)
-                if job is not None and job.status == RUNNING:
-                    self._finish(job, FAILED, error={"code": "internal_error", "message": "internal error"})
-            finally:
-                self.lane.done(job_id)
-            self._publish_positions()
+        self.lane.serve(self._run, self._failed, self._publish_positions)
+
+    def _failed(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job is not None and job.status == RUNNING:
+            self._finish(job, FAILED, error={"code": "internal_error", "message": "internal error"})
 
     def _publish_positions(self) -> None:
         for index, job_id in enumerate(self.lane.queued(), start=1):

@@ -4,10 +4,13 @@ lock, so positions and submissions never wait on slow work."""
 from __future__ import annotations
 
 import collections
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sdrest.jobs.errors import QueueFull
+
+log = logging.getLogger("sdrest.jobs")
 
 
 class Lane:
@@ -97,6 +100,19 @@ class Lane:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def serve(self, run: Callable[[str], None], failed: Callable[[str], None], after: Callable[[], None]) -> None:
+        """The loop of a lane's thread: take jobs and `run` them until the lane stops. A job whose run raises is
+        handed to `failed` (the lane outlives any one job); `after` runs once a job is let go."""
+        while (job_id := self.take()) is not None:
+            try:
+                run(job_id)
+            except Exception:
+                log.exception("job %s failed unexpectedly", job_id)
+                failed(job_id)
+            finally:
+                self.done(job_id)
+            after()
 
     def stop(self) -> None:
         with self._cond:

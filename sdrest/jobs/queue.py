@@ -79,16 +79,19 @@ class JobQueue:
             self.hasher.request(job.spec.model.path)  # the infotext's model hash, ready by the time the images are
         return position
 
-    def get(self, job_id: str) -> JobRecord:
-        """The job. Raises NoSuchJob (also for a job that retention removed: the job is gone, its id unknown)."""
+    def get(self, job_id: str, viewer: str | None = None) -> JobRecord:
+        """The job. Raises NoSuchJob (also for a job that retention removed: the job is gone, its id unknown, and
+        for another user's job when `viewer` names who asks: to them it does not exist)."""
         job = self.store.get(job_id)
-        if job is None:
+        if job is None or (viewer is not None and job.owner != viewer):
             raise NoSuchJob(f"no job {job_id}")
         return job
 
-    def output(self, job_id: str, filename: str) -> tuple[JobRecord, OutputFile, Path]:
+    def output(self, job_id: str, filename: str, viewer: str | None = None) -> tuple[JobRecord, OutputFile, Path]:
         """An output file of a job. Raises NoSuchJob, or Expired for files that retention (or a person) removed."""
         job = self.store.get(job_id)
+        if job is not None and viewer is not None and job.owner != viewer:
+            raise NoSuchJob(f"no job {job_id}")
         if job is None:
             expired = self.store.expired_at(job_id)
             if expired is not None:
@@ -101,6 +104,11 @@ class JobQueue:
     def _lane(self, kind: str) -> Lane:
         """Model-management tasks run on the side lane, everything else on the generation lane."""
         return self.task_lane if kind in TASK_KINDS else self.lane
+
+    def owned_by(self, owner: str, job_ids: list[str | None]) -> set[str]:
+        """Which of these jobs belong to `owner`."""
+        found = (self.store.get(job_id) for job_id in job_ids if job_id)
+        return {job.id for job in found if job is not None and job.owner == owner}
 
     def position(self, job_id: str) -> int | None:
         position = self.lane.position(job_id)
@@ -117,9 +125,9 @@ class JobQueue:
         progress = self.live.progress(running) if running else None
         return {"running": running, "queued": self.lane.queued(), "progress": progress}
 
-    def cancel(self, job_id: str) -> JobRecord:
+    def cancel(self, job_id: str, viewer: str | None = None) -> JobRecord:
         """Cancel a queued job at once, or stop the worker running it. Raises NoSuchJob / WrongState."""
-        job = self.get(job_id)
+        job = self.get(job_id, viewer)
         if job.status in FINISHED:
             raise WrongState(f"job {job_id} is already {job.status}")
         lane = self._lane(job.kind)
@@ -141,9 +149,9 @@ class JobQueue:
             self.dispatcher.cancel_finishing(job_id)  # its images were made just before the cancel landed
         return self.store.get(job_id) or job
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, viewer: str | None = None) -> None:
         """Remove a finished job and its files. Raises NoSuchJob / WrongState."""
-        job = self.get(job_id)
+        job = self.get(job_id, viewer)
         if job.status not in FINISHED:
             raise WrongState(f"job {job_id} is {job.status}; cancel it first")
         self.files.remove(job_id)

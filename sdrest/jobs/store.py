@@ -54,6 +54,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     timings: dict[str, float] = {}
     warnings: list[str] = []
     result: dict[str, Any] = {}  # what a task made: a converted file's name, hashes, a downloaded file
+    owner: str | None = None  # who submitted it (None: no auth, or a job from before owners existed)
 
     @property
     def kind(self) -> str:
@@ -133,7 +134,13 @@ def _strip_tags(prompt: str) -> str:
     return LORA_TAG.sub("", prompt).strip()
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_typed_specs, _v3_expired]
+def _v4_owners(db: sqlite3.Connection) -> None:
+    """Jobs record who submitted them; users see only their own."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    db.execute("CREATE INDEX jobs_owner ON jobs (owner, seq)")
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_typed_specs, _v3_expired, _v4_owners]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -179,8 +186,9 @@ class JobStore:
     def add(self, job: JobRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (id, kind, status, created_at, finished_at, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, job.kind, job.status, job.created_at, job.finished_at, _encode(job)),
+                "INSERT INTO jobs (id, kind, status, created_at, finished_at, owner, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.kind, job.status, job.created_at, job.finished_at, job.owner, _encode(job)),
             )
 
     def save(self, job: JobRecord) -> None:
@@ -201,9 +209,19 @@ class JobStore:
             row = self._db.execute("SELECT expired_at FROM expired WHERE id = ?", (job_id,)).fetchone()
         return float(row[0]) if row else None
 
-    def page(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[JobRecord], int]:
-        """Newest first; with the total count for paging."""
-        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+    def page(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first; with the total count for paging; only `owner`'s jobs when one is given."""
+        clauses, params = [], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        args = tuple(params)
         with self._lock:
             total = self._db.execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0]
             rows = self._db.execute(

@@ -184,17 +184,12 @@ class TaskDispatcher:
         return True
 
     def _loop(self) -> None:
-        while (job_id := self.lane.take()) is not None:
-            try:
-                self._run(job_id)
-            except Exception:  # the lane must outlive any one task
-                log.exception("task %s failed unexpectedly", job_id)
-                job = self.store.get(job_id)
-                if job is not None and job.status == RUNNING:
-                    self._finish(job, FAILED, {"code": "internal_error", "message": "internal error"})
-            finally:
-                self._current = None
-                self.lane.done(job_id)
+        self.lane.serve(self._run, self._failed, lambda: None)
+
+    def _failed(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job is not None and job.status == RUNNING:
+            self._finish(job, FAILED, {"code": "internal_error", "message": "internal error"})
 
     def _run(self, job_id: str) -> None:
         job = self.store.get(job_id)
@@ -215,6 +210,8 @@ class TaskDispatcher:
         except (TaskFailed, EngineError, OSError) as e:
             self._finish(job, FAILED, {"code": f"{job.kind}_failed", "message": str(e)})
             return
+        finally:
+            self._current = None
         self._finish(job, COMPLETED)
 
     def _finish(self, job: JobRecord, status: str, error: dict[str, Any] | None = None) -> None:

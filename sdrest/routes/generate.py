@@ -23,7 +23,7 @@ from sdrest.jobs.events import TERMINAL
 from sdrest.jobs.store import COMPLETED, FINISHED, JobRecord
 from sdrest.library import presets
 from sdrest.library.names import BadName
-from sdrest.routes.jobs import job_view, services
+from sdrest.routes.jobs import job_view, owner, services
 from sdrest.schemas import (
     GenerateRequest,
     UpscaleRequest,
@@ -99,7 +99,7 @@ async def _queue(request: Request, decoder: msgspec.json.Decoder, kind: type) ->
     if svc.build_error is not None:
         raise EngineUnavailable(svc.build_error)
     body = await _decode(request, decoder, kind)
-    job, position = await run_in_threadpool(svc.submit, body)
+    job, position = await run_in_threadpool(svc.submit, body, owner(request))
     if request.query_params.get("wait") in ("1", "true"):
         return await _wait(request, svc, job)
     view = job_view(svc, job)

@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sdrest import images
+from sdrest.access import principal_of
 from sdrest.errors import BadRequest, NotFound, json_response
 from sdrest.jobs.events import TERMINAL, Event
 from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
@@ -29,6 +30,17 @@ PREFIX = "/api/v1"
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
+
+
+def viewer(request: Request) -> str | None:
+    """Whose jobs the caller may see: None (every job) for admins and when auth is off, else their own name."""
+    return principal_of(request.scope).viewer
+
+
+def owner(request: Request) -> str | None:
+    """Who a new job belongs to (None when auth is off)."""
+    principal = principal_of(request.scope)
+    return None if principal.source == "none" else principal.name
 
 
 def job_view(svc: Services, job: JobRecord) -> Job:
@@ -62,7 +74,7 @@ def job_view(svc: Services, job: JobRecord) -> Job:
 
 async def get_job(request: Request) -> Response:
     svc = services(request)
-    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"], viewer(request))
     return json_response(job_view(svc, job))
 
 
@@ -78,27 +90,38 @@ async def list_jobs(request: Request) -> Response:
         raise BadRequest("limit and offset must be integers") from None
     if not (1 <= limit <= 500 and offset >= 0):
         raise BadRequest("limit must be 1-500 and offset at least 0")
-    jobs, total = await run_in_threadpool(svc.store.page, status, limit, offset)
+    jobs, total = await run_in_threadpool(svc.store.page, status, limit, offset, viewer(request))
     return json_response(JobList([job_view(svc, j) for j in jobs], total, limit, offset))
 
 
 async def cancel_job(request: Request) -> Response:
     svc = services(request)
-    job = await run_in_threadpool(svc.queue.cancel, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.cancel, request.path_params["id"], viewer(request))
     return json_response(job_view(svc, job))
 
 
 async def delete_job(request: Request) -> Response:
-    await run_in_threadpool(services(request).queue.delete, request.path_params["id"])
+    await run_in_threadpool(services(request).queue.delete, request.path_params["id"], viewer(request))
     return Response(status_code=204)
 
 
 async def queue_state(request: Request) -> Response:
     svc = services(request)
     snapshot = svc.queue.snapshot()
+    who = viewer(request)
+    mine = (
+        None
+        if who is None
+        else await run_in_threadpool(svc.queue.owned_by, who, [snapshot["running"], *snapshot["queued"]])
+    )
     progress = msgspec.convert(snapshot["progress"], Progress) if snapshot["progress"] else None
     queued = [QueuedJob(job_id, i) for i, job_id in enumerate(snapshot["queued"], start=1)]
-    return json_response(QueueState(snapshot["running"], progress, queued, len(queued), svc.settings.queue_size))
+    length = len(queued)
+    running = snapshot["running"]
+    if mine is not None:  # others' jobs count, but their ids and progress are not shown
+        queued = [q for q in queued if q.id in mine]
+        running, progress = (running, progress) if running in mine else (None, None)
+    return json_response(QueueState(running, progress, queued, length, svc.settings.queue_size))
 
 
 def _thumb_size(request: Request) -> int | None:
@@ -117,7 +140,7 @@ async def get_output(request: Request) -> Response:
     svc = services(request)
     size = _thumb_size(request)
     job, output, path = await run_in_threadpool(
-        svc.queue.output, request.path_params["id"], request.path_params["filename"]
+        svc.queue.output, request.path_params["id"], request.path_params["filename"], viewer(request)
     )
     if size is not None:
         data = await run_in_threadpool(lambda: images.thumbnail(path.read_bytes(), size))
@@ -127,7 +150,7 @@ async def get_output(request: Request) -> Response:
 
 async def get_preview(request: Request) -> Response:
     svc = services(request)
-    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"], viewer(request))
     preview = svc.queue.preview(job.id)
     if preview is None:
         raise NotFound(f"job {job.id} has no preview (ask for one with the request's `preview` field)")
@@ -153,7 +176,7 @@ def current_state(svc: Services, job: JobRecord) -> tuple[str, dict[str, Any]]:
 
 async def job_events(request: Request) -> Response:
     svc = services(request)
-    job = await run_in_threadpool(svc.queue.get, request.path_params["id"])
+    job = await run_in_threadpool(svc.queue.get, request.path_params["id"], viewer(request))
     try:
         heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT_SECONDS))
     except ValueError:

@@ -38,7 +38,7 @@ from sdrest.library.headers import MODEL_SUFFIXES
 from sdrest.library.names import BadName, inside
 from sdrest.library.plan import PlanError, make_plan
 from sdrest.library.trash import Trash, TrashError
-from sdrest.routes.jobs import job_view, services
+from sdrest.routes.jobs import job_view, owner, services
 from sdrest.services import Services
 from sdrest.specs import Convert, Download, Hash, Load, ModelUse, Unload
 from sdrest.views import ModelDetail, model_id, preview_path, training_facts
@@ -219,7 +219,7 @@ async def refresh(request: Request) -> Response:
 
 
 async def _queued(svc: Services, spec: Any, request: Request) -> Response:
-    job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec)
+    job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner(request))
     position = await run_in_threadpool(svc.queue.submit, job)
     if request.query_params.get("wait") in ("1", "true"):
         from sdrest.routes.generate import wait_for_job
@@ -371,7 +371,7 @@ async def pull(request: Request) -> Response:
             continue
         spec = Download(repo_id=file.repo_id, filename=file.filename, revision=file.revision, role=file.role,
                         folder=folder)  # fmt: skip
-        job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec)
+        job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner(request))
         await run_in_threadpool(svc.queue.submit, job)
         jobs.append(job_view(svc, job))
     return json_response({"name": starter.name, "jobs": jobs}, status=202)
