@@ -62,8 +62,8 @@ def _png(image: Image.Image) -> str:
 
 
 def test_txt2img_with_webuiapi(api: webuiapi.WebUIApi, engine: FakeEngine) -> None:
-    result = api.txt2img(prompt="a cat", width=64, height=64, steps=3, seed=5, cfg_scale=6, sampler_name="DPM++ 2M Karras",
-                         batch_size=2, n_iter=1)  # fmt: skip
+    result = api.txt2img(prompt="a cat", width=64, height=64, steps=3, seed=5, cfg_scale=6,
+                         sampler_name="DPM++ 2M Karras", batch_size=2, n_iter=1)  # fmt: skip
     assert [i.size for i in result.images] == [(64, 64), (64, 64)]
     assert result.info["all_seeds"] == [5, 6] and result.info["sampler_name"] == "DPM++ 2M"
     spec = engine.specs[-1]
@@ -147,7 +147,8 @@ def test_sillytavern_sequence(base: str, engine: FakeEngine) -> None:
             time.sleep(0.05)
         body = {"prompt": "a knight", "width": 64, "height": 64, "steps": 2, "enable_hr": True, "hr_scale": 2,
                 "hr_upscaler": "Latent", "hr_second_pass_steps": 1, "denoising_strength": 0.5,
-                "override_settings": {"CLIP_stop_at_last_layers": 2}, "override_settings_restore_afterwards": True}  # fmt: skip
+                "override_settings": {"CLIP_stop_at_last_layers": 2},
+                "override_settings_restore_afterwards": True}  # fmt: skip
         result = http.post("/txt2img", json=body).json()
         spec = engine.specs[-1]
         assert isinstance(spec, Txt2Img) and spec.hires is not None and spec.hires.width == 128 and spec.clip_skip == 2
