@@ -8,7 +8,7 @@ from sdrest import __version__, images
 from sdrest.library.architectures import ARCHITECTURES
 from sdrest.specs import Img2Img, JobSpec, Txt2Img, Upscale, Video
 
-_HIRES_NAMES = {
+HIRES_LABELS = {
     "latent": "Latent",
     "latent_nearest": "Latent (nearest)",
     "latent_nearest_exact": "Latent (nearest-exact)",
@@ -67,7 +67,7 @@ def for_image(spec: JobSpec, index: int, model_hash: str | None) -> str:
         extra["Hires upscale"] = _number(h.scale)
         if h.steps:
             extra["Hires steps"] = str(h.steps)
-        extra["Hires upscaler"] = _HIRES_NAMES.get(h.upscaler, _stem(h.model or h.upscaler))
+        extra["Hires upscaler"] = HIRES_LABELS.get(h.upscaler, _stem(h.model or h.upscaler))
     if spec.control is not None:
         c = spec.control
         module = "canny" if c.canny else "none"

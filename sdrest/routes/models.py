@@ -38,6 +38,7 @@ from sdrest.library.headers import MODEL_SUFFIXES
 from sdrest.library.names import BadName, inside
 from sdrest.library.plan import PlanError, make_plan
 from sdrest.library.trash import Trash, TrashError
+from sdrest.routes.generate import wait_for_job
 from sdrest.routes.jobs import job_view, owner, services
 from sdrest.services import Services
 from sdrest.specs import Convert, Download, Hash, Load, ModelUse, Unload
@@ -222,8 +223,6 @@ async def _queued(svc: Services, spec: Any, request: Request) -> Response:
     job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner(request))
     position = await run_in_threadpool(svc.queue.submit, job)
     if request.query_params.get("wait") in ("1", "true"):
-        from sdrest.routes.generate import wait_for_job
-
         return json_response(job_view(svc, await wait_for_job(svc, job)))
     view = job_view(svc, job)
     view.position = position

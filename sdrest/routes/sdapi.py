@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from starlette.routing import Route
 
 from sdrest import host, images
 from sdrest.errors import ApiError, from_domain, from_validation
+from sdrest.jobs.admission import choose_model
 from sdrest.jobs.errors import JobsError
-from sdrest.jobs.infotexts import _HIRES_NAMES as HIRES_LABELS
-from sdrest.jobs.store import COMPLETED, JobRecord
+from sdrest.jobs.infotexts import HIRES_LABELS
+from sdrest.jobs.store import COMPLETED, QUEUED, JobRecord
+from sdrest.library.plan import PlanError, make_plan
 from sdrest.routes.generate import wait_for_job
-from sdrest.routes.jobs import owner, services
+from sdrest.routes.jobs import owner, services, viewer
 from sdrest.schemas import SAMPLERS, SCHEDULERS, GenerateRequest, UpscaleRequest
 from sdrest.services import Services
 from sdrest.specs import Load, ModelUse
@@ -341,14 +344,8 @@ async def interrupt(request: Request) -> Response:
     svc = services(request)
     running = svc.queue.snapshot()["running"]
     if running:
-        await run_in_threadpool(svc.queue.cancel, running, principal_viewer(request))
+        await run_in_threadpool(svc.queue.cancel, running, viewer(request))
     return JSONResponse(None)
-
-
-def principal_viewer(request: Request) -> str | None:
-    from sdrest.routes.jobs import viewer
-
-    return viewer(request)
 
 
 def _title(view: ModelView, hashes: tuple[str, str] | None) -> str:
@@ -497,9 +494,6 @@ async def set_options(request: Request) -> Response:
 
 
 async def _load(request: Request, svc: Services, name: str) -> None:
-    from sdrest.jobs.admission import choose_model
-    from sdrest.library.plan import PlanError, make_plan
-
     def plan() -> Load:
         entry = choose_model(svc.catalog, name, None)
         try:
@@ -507,10 +501,6 @@ async def _load(request: Request, svc: Services, name: str) -> None:
         except PlanError as e:
             raise A1111Error(422, str(e)) from e
         return Load(model=ModelUse(entry.name, made.architecture, made.args, entry.path))
-
-    import uuid
-
-    from sdrest.jobs.store import QUEUED
 
     job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=await run_in_threadpool(plan),
                     owner=owner(request))  # fmt: skip
