@@ -33,7 +33,7 @@ SESSION_COOKIE, REFRESH_COOKIE = "sdrest_session", "sdrest_refresh"
 PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
 # Image URLs handed to OpenAI clients carry their own expiring signature (checked by their route), because the
 # clients that fetch them (browsers, LibreChat) send no credentials.
-PUBLIC_PREFIXES = (("GET", "/v1/files/"),)
+PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"))
 _SAFE = ("GET", "HEAD", "OPTIONS")
 _ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system")
 _MANAGED = ("/api/v1/models", "/api/v1/trash", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
@@ -191,6 +191,10 @@ class AccessControl:
         method, path = scope["method"], scope["path"]
         if any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_PREFIXES):
             scope["principal"] = GUEST
+            await self.app(scope, receive, send)
+            return
+        if self.auth.open:  # auth = none: credentials are not even looked at (OpenAI clients always send a key)
+            scope["principal"] = NOBODY
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

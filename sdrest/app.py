@@ -20,7 +20,7 @@ from sdrest.access import AccessControl, Authenticator
 from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
-from sdrest.routes import auth, generate, jobs, models, sdapi, system
+from sdrest.routes import auth, generate, jobs, models, openai_images, sdapi, system
 from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest")
@@ -104,7 +104,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         )
     api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes]
     app = Starlette(
-        routes=[Mount("/api/v1", routes=api), Mount("/sdapi/v1", routes=sdapi.routes)],
+        routes=[
+            Mount("/api/v1", routes=api),
+            Mount("/sdapi/v1", routes=sdapi.routes),
+            Mount("/v1", routes=openai_images.routes),
+        ],
         middleware=middleware,
         exception_handlers={
             Exception: errors.handle,
