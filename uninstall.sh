@@ -4,8 +4,17 @@
 #   ./uninstall.sh               remove the virtualenv; keep models, jobs and outputs
 #   ./uninstall.sh --purge       also delete the data directory (job database, outputs, caches; ~/.local/share/sdrest)
 #   ./uninstall.sh --venv DIR    the virtualenv install.sh was given
+#   sudo ./uninstall.sh --system [--purge]   the system service (systemd/uninstall-system.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+for arg in "$@"; do
+    if [ "$arg" = --system ]; then
+        args=()
+        for a in "$@"; do [ "$a" != --system ] && args+=("$a"); done
+        exec ./systemd/uninstall-system.sh "${args[@]}"
+    fi
+done
 
 venv=.venv
 purge=no
@@ -13,7 +22,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --purge) purge=yes ;;
         --venv) venv="$2"; shift ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "uninstall.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift

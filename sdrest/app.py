@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sdrest import errors, services
+from sdrest import errors, service, services
 from sdrest.access import AccessControl, Authenticator
 from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
@@ -57,8 +58,32 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
-    """The server. `engine` is a seam for tests: a stand-in for the generation worker's supervisor."""
+def _on_sighup(svc: services.Services, reload: Callable[[], Settings]) -> None:
+    """SIGHUP rereads the config and rescans the library, without dropping a job."""
+    loop = asyncio.get_running_loop()
+
+    def reread() -> None:
+        service.notify("RELOADING=1")
+        try:
+            svc.reload(reload())
+        except Exception as e:  # a bad config file must not take the server down
+            log.error("reload failed, keeping the running settings: %s", e)
+        service.notify("READY=1")
+
+    def handler() -> None:
+        loop.run_in_executor(None, reread)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handler)
+    except (RuntimeError, ValueError):  # not the main thread (tests run the app in a thread)
+        pass
+
+
+def create_app(
+    settings: Settings, engine: Engine | None = None, reload: Callable[[], Settings] | None = None
+) -> Starlette:
+    """The server. `engine` is a seam for tests: a stand-in for the generation worker's supervisor. `reload` reads
+    the settings again (SIGHUP, `systemctl reload`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,6 +92,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         app.state.services = svc
         threading.Thread(target=svc.probe_engine, name="sdrest-probe", daemon=True).start()
         await asyncio.to_thread(svc.queue.start)
+        keeper = asyncio.create_task(service.keep_alive(svc.status_line))
+        if reload is not None:
+            _on_sighup(svc, reload)
         log.info("sdrest serving %s (%d files in the library)", settings.models_path, len(svc.catalog.entries))
         if not any(e.role in ("checkpoint", "diffusion_model") and not e.broken for e in svc.catalog.entries):
             log.warning(
@@ -77,6 +105,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         try:
             yield
         finally:
+            keeper.cancel()
             await asyncio.to_thread(svc.queue.stop)
             svc.store.close()
 

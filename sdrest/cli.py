@@ -409,27 +409,23 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
 
     import uvicorn
 
+    from sdrest import service
     from sdrest.access import unsafe_bind
     from sdrest.app import create_app
 
     settings = _settings(args)
     if (problem := unsafe_bind(settings)) is not None:
         raise CliError(problem)
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    service.configure_logging(settings.log_level)
     create_folders(settings.models_path)
+    app = create_app(settings, reload=lambda: _settings(args))
     # Open SSE streams would hold a graceful shutdown forever; five seconds is plenty for the rest.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-    )
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            log_level=settings.log_level, timeout_graceful_shutdown=5)  # fmt: skip
+    service.ReadyServer(config).run()
     return 0
 
 

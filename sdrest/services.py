@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from sdrest.engine.errors import EngineError
 from sdrest.engine.protocol import Engine
@@ -21,6 +24,10 @@ from sdrest.settings import Settings
 from sdrest.views import ModelViews
 
 log = logging.getLogger("sdrest")
+# Settings a reload applies in place (the rest are read once: addresses, directories, auth).
+RELOADABLE = ("log_level", "idle_unload_seconds", "queue_size", "retention_days", "max_side", "max_pixels",
+              "max_batch", "max_prompt_chars", "max_input_bytes", "allow_input_urls", "allow_download_urls",
+              "hf_token")  # fmt: skip
 
 
 @dataclass
@@ -45,6 +52,31 @@ class Services:
             log.error("%s", self.build_error)
         finally:
             self.ready.set()
+
+    def status_line(self) -> str:
+        """What systemd's STATUS= shows: the queue and the loaded model."""
+        snapshot = self.queue.snapshot()
+        loaded = self.queue.loaded_plan() or {}
+        main = loaded.get("model_path") or loaded.get("diffusion_model_path")
+        model = Path(main).name if main else "no model loaded"
+        running = "1 running" if snapshot["running"] else "idle"
+        return f"{running}, {len(snapshot['queued'])} queued; {model}"
+
+    def reload(self, fresh: Settings) -> None:
+        """Apply the settings that can change while serving; say which others need a restart. Rescans the library."""
+        changed = [name for name in RELOADABLE if getattr(fresh, name) != getattr(self.settings, name)]
+        for name in changed:
+            setattr(self.settings, name, getattr(fresh, name))
+        restart = [n for n in msgspec.structs.fields(Settings) if n.name not in RELOADABLE
+                   and getattr(fresh, n.name) != getattr(self.settings, n.name)]  # fmt: skip
+        if "log_level" in changed:
+            logging.getLogger().setLevel(self.settings.log_level.upper())
+        self.queue.lane.limit = self.queue.task_lane.limit = self.settings.queue_size
+        self.views.invalidate()
+        entries = self.catalog.scan()
+        log.info("reloaded: %s; %d files in the library", ", ".join(changed) or "no setting changed", len(entries))
+        if restart:
+            log.warning("changed, but only a restart applies: %s", ", ".join(f.name for f in restart))
 
     def read_output(self, job_id: str, filename: str) -> bytes:
         """An earlier output of this server, for requests that use one as an input image."""
