@@ -22,20 +22,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sdrest import errors
 from sdrest.auth import roles
 from sdrest.auth.api_keys import KeyStore
+from sdrest.auth.methods import parse_methods
 from sdrest.auth.throttle import LoginThrottle
 from sdrest.auth.tokens import ExternalVerifier, InvalidToken, TokenIssuer, load_or_create_secret
 from sdrest.auth.users import UserStore
 from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest.auth")
-METHODS = ("none", "optional", "api_key", "jwt", "pam", "idp")
 SESSION_COOKIE, REFRESH_COOKIE = "sdrest_session", "sdrest_refresh"
 PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
 # Image URLs handed to OpenAI clients carry their own expiring signature (checked by their route), because the
 # clients that fetch them (browsers, LibreChat) send no credentials.
 PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"))
 _SAFE = ("GET", "HEAD", "OPTIONS")
-_ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system")
+_ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system", "/metrics")
 _MANAGED = ("/api/v1/models", "/api/v1/trash", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
 
 
@@ -58,16 +58,6 @@ GUEST = Principal("guest", "guest", "guest")
 
 class AuthError(Exception):
     """Credentials were sent but do not hold; the message says why (never the secret itself)."""
-
-
-def parse_methods(text: str) -> set[str]:
-    methods = {m.strip() for m in text.split(",") if m.strip()}
-    unknown = methods - set(METHODS)
-    if unknown:
-        raise ValueError(f"auth: unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
-    if "none" in methods and len(methods) > 1:
-        raise ValueError("auth: 'none' cannot be combined with other methods")
-    return methods or {"none"}
 
 
 def required_role(method: str, path: str) -> str:

@@ -8,12 +8,18 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
 from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdrest import errors, service, services
@@ -21,7 +27,10 @@ from sdrest.access import AccessControl, Authenticator
 from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
+from sdrest.metrics import Metrics
 from sdrest.routes import auth, generate, jobs, models, openai_images, sdapi, system
+from sdrest.routes import metrics as metrics_routes
+from sdrest.routes.metrics import HttpMetrics
 from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest")
@@ -79,6 +88,32 @@ def _on_sighup(svc: services.Services, reload: Callable[[], Settings]) -> None:
         pass
 
 
+# The bundled web UI: beside the package in a source checkout (editable installs), or inside it in a wheel.
+WEB_UI = next(
+    (d for d in (Path(__file__).parent / "webui_static", Path(__file__).parent.parent / "webui_static") if d.is_dir()),
+    Path(__file__).parent.parent / "webui_static",
+)
+# The UI loads nothing from elsewhere: scripts and styles only from this origin, images also as data:/blob: URLs (live
+# previews, pasted inputs), and no framing by other sites.
+WEB_UI_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class WebUIFiles(StaticFiles):
+    """The web UI's files with `Cache-Control: no-cache`: the browser keeps them but revalidates each with its ETag (a
+    304 when unchanged). The URLs carry no version (there is no build step), so this is what keeps a browser from
+    running an old module against an upgraded server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = WEB_UI_CSP
+        return response
+
+
 def create_app(
     settings: Settings, engine: Engine | None = None, reload: Callable[[], Settings] | None = None
 ) -> Starlette:
@@ -87,7 +122,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = services.build(settings, engine)
+        svc = services.build(settings, engine, metrics)
+        svc.webhooks.start()
         await asyncio.to_thread(svc.catalog.scan)
         app.state.services = svc
         threading.Thread(target=svc.probe_engine, name="sdrest-probe", daemon=True).start()
@@ -106,6 +142,7 @@ def create_app(
             yield
         finally:
             keeper.cancel()
+            svc.webhooks.stop()
             await asyncio.to_thread(svc.queue.stop)
             svc.store.close()
 
@@ -115,7 +152,12 @@ def create_app(
     cors = tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip())
     if "*" in cors:
         raise ValueError("cors_origins cannot be '*': browsers would send credentials to any site; list the origins")
+    metrics = Metrics(settings.data_dir / "outputs")
+    if settings.metrics_port:
+        # Public on its own port, for a Prometheus that holds no credentials; the main port's /metrics stays guarded.
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
     middleware = [
+        Middleware(HttpMetrics, metrics=lambda: metrics),
         Middleware(BodyLimit, limit=settings.max_body_bytes),
         Middleware(AccessControl, authenticator=authenticator, cors_origins=cors),
     ]
@@ -134,9 +176,12 @@ def create_app(
     api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes]
     app = Starlette(
         routes=[
+            *metrics_routes.routes,
             Mount("/api/v1", routes=api),
             Mount("/sdapi/v1", routes=sdapi.routes),
             Mount("/v1", routes=openai_images.routes),
+            # Last, so the API wins; compressed here only, because SSE streams must not pass through gzip buffers.
+            Mount("/", app=GZipMiddleware(WebUIFiles(directory=WEB_UI, html=True, check_dir=False), minimum_size=512)),
         ],
         middleware=middleware,
         exception_handlers={

@@ -108,6 +108,15 @@ class CacheRequest(Struct):
     threshold: Annotated[float, Meta(ge=0, le=10)] | None = None
 
 
+class WebhookRequest(Struct):
+    """Tell `url` (POST, JSON, signed) when the job reaches one of `events`."""
+
+    url: Annotated[str, Meta(min_length=8, max_length=2048)]
+    events: Annotated[list[Literal["started", "completed", "failed", "cancelled"]], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["completed", "failed", "cancelled"]
+    )
+
+
 class GenerateRequest(Struct, kw_only=True):
     """A generation job. Omitted values take the model's architecture defaults (size, steps, CFG scale). The mode
     follows from the fields: `init_image` makes it img2img, with `mask` inpainting, with `outpaint` outpainting."""
@@ -146,6 +155,7 @@ class GenerateRequest(Struct, kw_only=True):
     flow_shift: Annotated[float, Meta(ge=0, le=100)] | None = None
     slg: SlgRequest | None = None
     cache: CacheRequest | None = None
+    webhook: WebhookRequest | None = None
     preset: Name | None = None  # a saved preset (models/presets/<name>.json) whose values this request's override
 
 
@@ -157,6 +167,7 @@ class UpscaleRequest(Struct, kw_only=True):
     factor: Annotated[float, Meta(ge=1, le=8)] | None = None
     tile: Annotated[int, Meta(ge=32, le=1024)] = 128
     output_format: Literal["png", "jpeg", "webp"] = "png"
+    webhook: WebhookRequest | None = None
 
 
 class HighNoiseRequest(Struct):
@@ -191,6 +202,7 @@ class VideoRequest(Struct, kw_only=True):
     loras: list[LoraSpec] = []
     output_format: Literal["webp", "mp4", "frames"] = "webp"
     vae_tiling: bool = False
+    webhook: WebhookRequest | None = None
 
 
 class JobLinks(msgspec.Struct):

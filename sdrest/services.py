@@ -10,15 +10,19 @@ from typing import Any
 
 import msgspec
 
+from sdrest.auth.methods import parse_methods
+from sdrest.auth.tokens import load_or_create_secret
 from sdrest.engine.errors import EngineError
 from sdrest.engine.protocol import Engine
 from sdrest.engine.supervisor import Supervisor
+from sdrest.jobs import webhooks
 from sdrest.jobs.admission import admit, admit_upscale, admit_video
-from sdrest.jobs.errors import JobsError
+from sdrest.jobs.errors import Invalid, JobsError
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.queue import JobQueue
 from sdrest.jobs.store import JobRecord, JobStore
 from sdrest.library.catalog import Catalog
+from sdrest.metrics import Metrics
 from sdrest.schemas import GenerateRequest, UpscaleRequest, VideoRequest
 from sdrest.settings import Settings
 from sdrest.views import ModelViews
@@ -39,6 +43,8 @@ class Services:
     engine: Engine
     queue: JobQueue
     views: ModelViews
+    metrics: Metrics
+    webhooks: webhooks.Sender
     build_info: dict[str, Any] = field(default_factory=dict)
     build_error: str | None = None
     ready: threading.Event = field(default_factory=threading.Event)
@@ -78,6 +84,22 @@ class Services:
         if restart:
             log.warning("changed, but only a restart applies: %s", ", ".join(f.name for f in restart))
 
+    def tell_webhooks(self, job: JobRecord, event: str) -> None:
+        """The queue's observer: send the job's own webhook and the server's ones their events."""
+        targets = [url for url in self.settings.webhooks.split(",") if url.strip() and event != "started"]
+        if job.webhook is not None and event in job.webhook.events:
+            targets.append(job.webhook.url)
+        if not targets:
+            return
+        payload = {
+            "job": {"id": job.id, "kind": job.kind, "status": job.status, "owner": job.owner,
+                    "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+                    "outputs": [f"/api/v1/jobs/{job.id}/output/{o.filename}" for o in job.outputs],
+                    "error": job.error, "result": job.result},
+        }  # fmt: skip
+        for url in targets:
+            self.webhooks.send(url.strip(), event, payload)
+
     def read_output(self, job_id: str, filename: str) -> bytes:
         """An earlier output of this server, for requests that use one as an input image."""
         try:
@@ -90,6 +112,13 @@ class Services:
         self, request: GenerateRequest | UpscaleRequest | VideoRequest, owner: str | None = None
     ) -> tuple[JobRecord, int]:
         """Admit and queue a request; returns the job and its position. Blocking: call it on a thread."""
+        hook = None
+        if request.webhook is not None:
+            try:
+                self.webhooks.allow.check(request.webhook.url)
+            except webhooks.WebhookRefused as e:
+                raise Invalid(str(e), field="$.webhook.url") from e
+            hook = webhooks.Webhook(request.webhook.url, tuple(request.webhook.events))
         files, loaded = self.queue.files, self.queue.loaded_plan()
         job: JobRecord
         match request:
@@ -99,7 +128,7 @@ class Services:
                 job = admit_upscale(request, self.catalog, self.settings, files, self.read_output)
             case VideoRequest():
                 job = admit_video(request, self.catalog, self.settings, files, self.read_output, loaded)
-        job.owner = owner
+        job.owner, job.webhook = owner, hook
         try:
             return job, self.queue.submit(job)
         except JobsError:
@@ -107,7 +136,7 @@ class Services:
             raise
 
 
-def build(settings: Settings, engine: Engine | None = None) -> Services:
+def build(settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> Services:
     """Everything a server needs, created but not started. `engine` replaces the worker supervisor (tests pass a
     fake one to check queue semantics quickly; it starts nothing real)."""
     catalog = Catalog(settings.models_path, settings.data_dir / "library.sqlite3")
@@ -118,5 +147,12 @@ def build(settings: Settings, engine: Engine | None = None) -> Services:
         if settings.threads:
             options["n_threads"] = settings.threads
         engine = Supervisor(options)
-    queue = JobQueue(store, engine, hub, catalog, settings)
-    return Services(settings, catalog, store, hub, engine, queue, ModelViews(catalog))
+    metrics = metrics or Metrics(settings.data_dir / "outputs")
+    queue = JobQueue(store, engine, hub, catalog, settings, metrics)
+    metrics.watch_engine(engine.status)
+    secret = load_or_create_secret(settings.data_dir / "webhook-secret")
+    loopback = parse_methods(settings.auth) == {"none"}
+    sender = webhooks.Sender(secret, webhooks.AllowList(settings.webhook_allow, loopback))
+    svc = Services(settings, catalog, store, hub, engine, queue, ModelViews(catalog), metrics, sender)
+    queue.observers += [metrics.job_changed, svc.tell_webhooks]
+    return svc

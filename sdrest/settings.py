@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pam_allowed_groups: str = ""  # comma list; empty: any system account may log in as a user
     pam_admin_groups: str = ""  # comma list of groups whose members are admins
     cors_origins: str = ""  # comma list of origins allowed to call the API from a browser; never "*"
+    # operations (README: "Metrics and webhooks")
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0  # >0: /metrics also served without auth on this port
+    webhooks: str = ""  # comma list of URLs told about every job's end
+    webhook_allow: str = ""  # comma list of host names or networks (CIDR) webhooks may reach
     # model management
     hf_token: str = ""  # Hugging Face token for gated repos (else HF_TOKEN); never logged
     allow_download_urls: bool = False  # POST /models/download with a plain https URL

@@ -53,6 +53,7 @@ class Supervisor:
         self._cancelled: str | None = None
         self._closed = False
         self.last_used = time.monotonic()
+        self.starts = 0
 
     def probe(self) -> dict[str, Any]:
         return probe_build()
@@ -70,6 +71,7 @@ class Supervisor:
             self.state = "starting"
             process, conn = spawn(self.entry)
             self._process, self._conn = process, conn
+            self.starts += 1
         try:
             if not conn.poll(READY_TIMEOUT):
                 stop_process(process)
@@ -188,4 +190,5 @@ class Supervisor:
             "loaded": self.loaded,
             "last_error": self.last_error,
             "memory_bytes": host.process_memory(pid),
+            "starts": self.starts,
         }

@@ -22,8 +22,9 @@ from sdrest.jobs.files import JobFiles
 from sdrest.jobs.hasher import ModelHasher
 from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
-from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore
+from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore, Observer
 from sdrest.library.catalog import Catalog
+from sdrest.metrics import Metrics
 from sdrest.specs import EngineSpec, OutputSpec, Txt2Img, Unload, Video
 
 log = logging.getLogger("sdrest.jobs")
@@ -43,9 +44,12 @@ class Dispatcher:
         files: JobFiles,
         hasher: ModelHasher,
         catalog: Catalog,
+        observe: Observer,
+        metrics: Metrics | None = None,
     ) -> None:
         self.lane, self.store, self.engine, self.hub = lane, store, engine, hub
         self.live, self.files, self.hasher, self.catalog = live, files, hasher, catalog
+        self.observe, self.metrics = observe, metrics
         self.engine_lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdrest-finisher")
         # job id -> (set when a cancel asks it to stop, set when it is recorded)
@@ -97,6 +101,7 @@ class Dispatcher:
         self.store.save(job)
         self.live.start(job_id)
         self.hub.publish(job_id, "started", {"started_at": job.started_at})
+        self.observe(job, "started")
         if isinstance(job.spec, Unload):
             with self.engine_lock:
                 self.engine.stop()
@@ -104,7 +109,7 @@ class Dispatcher:
             return
         spec = job.spec
         assert isinstance(spec, EngineSpec), f"{job.kind} does not run on the generation lane"
-        tracker = _Tracker(self.hub, self.live, job)
+        tracker = _Tracker(self.hub, self.live, job, self.metrics)
         try:
             with self.engine_lock:
                 done = self.engine.run(job_id, spec, tracker.on_event)
@@ -170,13 +175,17 @@ class Dispatcher:
         elif error is not None:
             data = {"error": error}
         self.hub.publish(job.id, status, data)
+        self.observe(job, status)
 
 
 class _Tracker:
     """Turns one job's engine events into live progress and job events."""
 
-    def __init__(self, hub: EventHub, live: LiveState, job: JobRecord) -> None:
-        self.hub, self.live, self.job_id = hub, live, job.id
+    def __init__(self, hub: EventHub, live: LiveState, job: JobRecord, metrics: Metrics | None) -> None:
+        self.hub, self.live, self.job_id, self.metrics = hub, live, job.id, metrics
+        self.model = getattr(getattr(job.spec, "model", None), "name", "")
+        self.started = time.monotonic()
+        self.first = True
         self.images = getattr(job.spec, "batch_count", 1)
         self.image = 1
         self.last_step = 0
@@ -190,6 +199,8 @@ class _Tracker:
             case m.Loaded(seconds=seconds):
                 self.loading = False
                 self.hub.publish(self.job_id, "loaded", {"seconds": round(seconds, 3)})
+                if self.metrics is not None:
+                    self.metrics.loaded(self.model, seconds)
             case m.Progress(step=step, steps=steps, seconds_per_step=speed) if not self.loading:
                 self._progress(step, steps, speed)
             case m.PreviewImage(step=step, jpeg=jpeg):
@@ -216,3 +227,6 @@ class _Tracker:
         }
         self.live.set_progress(self.job_id, progress)
         self.hub.publish(self.job_id, "progress", progress)
+        if self.metrics is not None:
+            self.metrics.step(self.model, time.monotonic() - self.started if self.first else None, speed)
+            self.first = False

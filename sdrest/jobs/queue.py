@@ -21,9 +21,10 @@ from sdrest.jobs.hasher import ModelHasher
 from sdrest.jobs.housekeeping import Housekeeper
 from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
-from sdrest.jobs.store import CANCELLED, FINISHED, JobRecord, JobStore, OutputFile
+from sdrest.jobs.store import CANCELLED, FINISHED, JobRecord, JobStore, Observer, OutputFile
 from sdrest.jobs.tasks import TaskDispatcher
 from sdrest.library.catalog import Catalog
+from sdrest.metrics import Metrics
 from sdrest.settings import Settings
 from sdrest.specs import TASK_KINDS, Txt2Img, Video
 
@@ -31,16 +32,27 @@ log = logging.getLogger("sdrest.jobs")
 
 
 class JobQueue:
-    def __init__(self, store: JobStore, engine: Engine, hub: EventHub, catalog: Catalog, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        engine: Engine,
+        hub: EventHub,
+        catalog: Catalog,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store, self.engine, self.hub, self.catalog, self.settings = store, engine, hub, catalog, settings
+        self.observers: list[Observer] = []  # told when a job starts and ends (metrics, webhooks)
         self.files = JobFiles(settings.data_dir / "outputs")
         self.lane = Lane(settings.queue_size)
         self.live = LiveState()
         self.hasher = ModelHasher(catalog)
-        self.dispatcher = Dispatcher(self.lane, store, engine, hub, self.live, self.files, self.hasher, catalog)
+        self.dispatcher = Dispatcher(
+            self.lane, store, engine, hub, self.live, self.files, self.hasher, catalog, self._observe, metrics
+        )
         self.housekeeper = Housekeeper(settings, engine, self.dispatcher.engine_lock, store, self.files)
         self.task_lane = Lane(settings.queue_size)
-        self.tasks = TaskDispatcher(self.task_lane, store, hub, self.live, catalog, settings)
+        self.tasks = TaskDispatcher(self.task_lane, store, hub, self.live, catalog, settings, self._observe)
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
@@ -101,6 +113,13 @@ class JobQueue:
         output, path = self.files.output(job, filename)
         return job, output, path
 
+    def _observe(self, job: JobRecord, event: str) -> None:
+        for observer in self.observers:
+            try:
+                observer(job, event)
+            except Exception:  # an observer must never break the queue
+                log.exception("a job observer failed on %s %s", job.id, event)
+
     def _lane(self, kind: str) -> Lane:
         """Model-management tasks run on the side lane, everything else on the generation lane."""
         return self.task_lane if kind in TASK_KINDS else self.lane
@@ -135,6 +154,7 @@ class JobQueue:
             job.status, job.finished_at = CANCELLED, time.time()
             self.store.save(job)
             self.hub.publish(job_id, "cancelled", {})
+            self._observe(job, "cancelled")
             for index, queued in enumerate(lane.queued(), start=1):
                 if self.hub.has_subscribers(queued):
                     self.hub.publish(queued, "queued", {"position": index})

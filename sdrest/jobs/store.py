@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from sdrest.jobs.webhooks import Webhook
 from sdrest.specs import JobSpec, LoraUse, ModelUse, Preview, Txt2Img
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
@@ -55,11 +56,15 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     warnings: list[str] = []
     result: dict[str, Any] = {}  # what a task made: a converted file's name, hashes, a downloaded file
     owner: str | None = None  # who submitted it (None: no auth, or a job from before owners existed)
+    webhook: Webhook | None = None  # where to tell about its progress
 
     @property
     def kind(self) -> str:
         return type(self.spec).__struct_config__.tag  # type: ignore[return-value]
 
+
+# Told when a job starts ("started") and how it ends ("completed", "failed", "cancelled"): metrics, webhooks.
+Observer = Callable[[JobRecord, str], None]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(JobRecord).decode

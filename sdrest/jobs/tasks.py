@@ -19,7 +19,7 @@ from sdrest.engine.errors import Cancelled, EngineError
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.lane import Lane
 from sdrest.jobs.live import LiveState
-from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore
+from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore, Observer
 from sdrest.library import convert as converter
 from sdrest.library.catalog import Catalog
 from sdrest.library.folders import folder_for_role
@@ -152,8 +152,16 @@ class TaskDispatcher:
     """Runs the side lane's jobs, one at a time, on a thread of its own."""
 
     def __init__(
-        self, lane: Lane, store: JobStore, hub: EventHub, live: LiveState, catalog: Catalog, settings: Settings
+        self,
+        lane: Lane,
+        store: JobStore,
+        hub: EventHub,
+        live: LiveState,
+        catalog: Catalog,
+        settings: Settings,
+        observe: Observer,
     ) -> None:
+        self.observe = observe
         self.lane, self.store, self.hub, self.live, self.catalog, self.settings = (
             lane,
             store,
@@ -199,6 +207,7 @@ class TaskDispatcher:
         self.store.save(job)
         self.live.start(job_id)
         self.hub.publish(job_id, "started", {"started_at": job.started_at})
+        self.observe(job, "started")
         context = TaskContext(job, self.catalog, self.settings, self.hub, self.live)
         self._current = context
         try:
@@ -220,3 +229,4 @@ class TaskDispatcher:
         self.live.finish(job.id)
         data: dict[str, Any] = {"result": job.result} if status == COMPLETED else {"error": error} if error else {}
         self.hub.publish(job.id, status, data)
+        self.observe(job, status)
