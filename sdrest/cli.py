@@ -7,6 +7,7 @@ success, 1 on a failure the message explains, 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ def _common(parser: argparse.ArgumentParser, names: Sequence[str] = _LIBRARY_SET
         kind, help_text = SETTING_TYPES[name], SETTING_HELP.get(name, "")
         flag = "--" + name.replace("_", "-")
         env = f"SDREST_{name.upper()}"
-        convert = _boolean if kind is bool else kind
+        convert = _boolean if kind is bool else json.loads if kind is dict else kind
         parser.add_argument(flag, type=convert, dest=name, metavar=name.upper(), help=f"{help_text} ({env})".strip())
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sdrest.engine_options import EngineOptions
 from sdrest.inputs import ImageInput, Padding
 from sdrest.views import ModelView
 
@@ -156,6 +157,8 @@ class GenerateRequest(Struct, kw_only=True):
     slg: SlgRequest | None = None
     cache: CacheRequest | None = None
     webhook: WebhookRequest | None = None
+    engine: EngineOptions | None = None  # load options for this request (a different set reloads the model)
+    decode: Literal["vae", "taesd"] | None = None  # taesd: the library's tiny autoencoder decodes (much faster)
     preset: Name | None = None  # a saved preset (models/presets/<name>.json) whose values this request's override
 
 

@@ -6,6 +6,7 @@ Precedence: command-line flag > `SDREST_<NAME>` environment variable > config fi
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     threads: Annotated[int, Meta(ge=0)] = 0  # 0: the machine's physical cores
     idle_unload_seconds: Annotated[float, Meta(ge=0)] = 600.0  # 0: keep the model loaded
     lora_apply_mode: str = "at_runtime"
+    engine_options: dict[str, Any] = {}  # load options for every model (README "Engine options"); a TOML table
     # queue and outputs
     queue_size: Annotated[int, Meta(ge=1)] = 100
     retention_days: Annotated[float, Meta(ge=0)] = 0.0  # 0: keep outputs forever
@@ -87,6 +89,7 @@ def _python_type(name: str) -> type:
         msgspec.inspect.FloatType: float,
         msgspec.inspect.StrType: str,
         msgspec.inspect.BoolType: bool,
+        msgspec.inspect.DictType: dict,
     }.get(type(kind), Path)
 
 
@@ -123,6 +126,13 @@ def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str]
         if unknown:
             raise SettingsError(f"unknown setting(s) in {source}: {', '.join(unknown)}")
         merged.update(values)
+    for name, value in merged.items():
+        # Tables come from flags and environment variables as JSON (`SDREST_ENGINE_OPTIONS='{"flash_attn": true}'`).
+        if SETTING_TYPES.get(name) is dict and isinstance(value, str):
+            try:
+                merged[name] = json.loads(value)
+            except ValueError as e:
+                raise SettingsError(f"{name} must be a JSON object: {e}") from e
     try:
         # Environment values are strings: let msgspec convert them ("7860" → 7860) the way it validates the rest.
         return msgspec.convert(merged, Settings, strict=False, dec_hook=_decode_path)

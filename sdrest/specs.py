@@ -40,6 +40,7 @@ class ModelUse(msgspec.Struct, frozen=True):
     plan: dict[str, str]
     path: str  # the main file, whose hash the infotext records
     embeddings: list[str] = []
+    options: dict[str, Any] = {}  # load options (settings < sidecar < request): part of the context's identity
 
 
 class Control(msgspec.Struct, frozen=True):

@@ -107,8 +107,9 @@ def test_progress_and_interrupt(api: webuiapi.WebUIApi, engine: FakeEngine, base
                                               timeout=30)))  # fmt: skip
     thread.start()
     assert engine.started.wait(5)
-    time.sleep(0.35)
-    progress = api.get_progress()
+    deadline = time.monotonic() + 5
+    while (progress := api.get_progress())["progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert 0 < progress["progress"] < 1 and progress["state"]["job_count"] == 1
     assert progress["state"]["sampling_steps"] == 30
     api.interrupt()

@@ -17,7 +17,7 @@ def _prompt(clean: str, loras: list[LoraUse]) -> str:
 
 def load_options(spec: EngineSpec) -> dict[str, Any]:
     """Constructor options a spec needs beyond its plan (part of the loaded context's identity)."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(spec.model.options)
     if spec.model.embeddings:
         options["embedding_paths"] = list(spec.model.embeddings)
     if isinstance(spec, Upscale):

@@ -13,7 +13,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sdrest import inputs, video
+import msgspec
+
+from sdrest import engine_options, inputs, video
+from sdrest.engine_options import EngineOptions
 from sdrest.jobs import modes
 from sdrest.jobs.errors import Invalid
 from sdrest.jobs.files import JobFiles
@@ -117,8 +120,13 @@ def input_limits(settings: Settings) -> inputs.Limits:
 
 
 def _plan(
-    entry: ModelFile, catalog: Catalog, overrides: Mapping[str, str | None]
-) -> tuple[Arch, dict[str, str], list[str]]:
+    entry: ModelFile,
+    catalog: Catalog,
+    overrides: Mapping[str, str | None],
+    settings: Settings,
+    requested: EngineOptions | None = None,
+) -> tuple[Arch, dict[str, str], list[str], dict[str, Any]]:
+    """The architecture, binding arguments, warnings and load options (settings < sidecar < request)."""
     try:
         plan = make_plan(entry, catalog.entries, overrides=overrides)
     except PlanError as e:
@@ -126,7 +134,31 @@ def _plan(
     crash = catalog.crashed(plan.args.values())
     if crash:
         raise Invalid(f"{entry.name} is marked broken: {crash}. Replace the file to try again", field="$.model")
-    return ARCHITECTURES[plan.architecture], plan.args, list(plan.warnings)
+    try:
+        options = engine_options.merge(
+            engine_options.parse(settings.engine_options, "the engine_options setting"),
+            engine_options.parse(plan.engine, f"the sidecar of {entry.name}"),
+            engine_options.parse(msgspec.to_builtins(requested) if requested else None, "engine"),
+        )
+    except engine_options.OptionsError as e:
+        raise Invalid(str(e), field="$.engine" if str(e).startswith("engine") else "$.model") from e
+    warnings = list(plan.warnings)
+    if requested is not None:
+        warnings.append("this request sets engine options: a model loaded with others is loaded again first")
+    return ARCHITECTURES[plan.architecture], plan.args, warnings, options
+
+
+# The tiny autoencoder that decodes each VAE family's latents (`decode: "taesd"`).
+_TAESD_FOR = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesd", "flux": "taef1", "sd3": "taef1", "z_image": "taef1",
+              "flux2": "taef2", "ernie_image": "taef2", "wan": "taew2_1", "qwen_image": "taew2_1"}  # fmt: skip
+
+
+def _taesd_for(arch: Arch, catalog: Catalog) -> str:
+    kind = _TAESD_FOR.get(arch.family)
+    found = sorted(e.name for e in catalog.entries if e.role == "taesd" and not e.broken and e.architecture == kind)
+    if not found:
+        raise Invalid(f"decode: no TAESD for {arch.label} ({kind}) in the library's taesd/ folder", field="$.decode")
+    return found[0]
 
 
 def _prompting(request: GenerateRequest | VideoRequest, catalog: Catalog, arch: Arch) -> dict[str, Any]:
@@ -169,14 +201,22 @@ def admit(
     entry = choose_model(catalog, request.model, loaded)
     if entry.broken:
         raise Invalid(f"{entry.name} cannot be read: {entry.error}", field="$.model")
-    overrides = {k: v for k, v in (("vae", request.vae), ("taesd", request.taesd)) if v is not None}
-    arch, plan, warnings = _plan(entry, catalog, overrides)
+    overrides: dict[str, str | None] = {
+        k: v for k, v in (("vae", request.vae), ("taesd", request.taesd)) if v is not None
+    }
+    if request.decode == "taesd" and request.taesd is None:
+        family = ARCHITECTURES.get(entry.architecture or "")
+        if family is not None:
+            overrides["taesd"] = _taesd_for(family, catalog)
+    elif request.decode == "vae":
+        overrides["taesd"] = None
+    arch, plan, warnings, options = _plan(entry, catalog, overrides, settings, request.engine)
     if arch.family == "wan":
         raise Invalid(f"{entry.name} is a video model ({arch.label}); use POST /api/v1/video", field="$.model")
     job_id = uuid.uuid4().hex
     store = modes.Inputs(job_id, files, input_limits(settings), outputs)
     try:
-        spec = _image_spec(request, entry, arch, plan, catalog, settings, store)
+        spec = _image_spec(request, entry, arch, plan, catalog, settings, store, options)
     except BaseException:
         files.remove(job_id)
         raise
@@ -191,6 +231,7 @@ def _image_spec(
     catalog: Catalog,
     settings: Settings,
     store: modes.Inputs,
+    options: dict[str, Any],
 ) -> Txt2Img:
     fields: dict[str, Any] = {}
     width = request.width or arch.default_size
@@ -249,7 +290,7 @@ def _image_spec(
     embeddings = modes.embeddings([request.prompt, request.negative_prompt], arch, catalog)
     kind = Img2Img if "init_image" in fields else Txt2Img
     return kind(
-        model=ModelUse(entry.name, arch.id, plan, entry.path, embeddings),
+        model=ModelUse(entry.name, arch.id, plan, entry.path, embeddings, options),
         **_prompting(request, catalog, arch),
         width=width,
         height=height,
@@ -324,7 +365,7 @@ def admit_video(
     if request.end_image is not None and request.init_image is None:
         raise Invalid("a last frame (end_image) needs a first frame (init_image)", field="$.end_image")
     entry = choose_model(catalog, request.model, loaded)
-    arch, plan, warnings = _plan(entry, catalog, {})
+    arch, plan, warnings, options = _plan(entry, catalog, {}, settings)
     if not arch.video or arch.family != "wan":
         raise Invalid(f"{entry.name} is {arch.label}, which makes images, not video", field="$.model")
     width = request.width or arch.default_size
@@ -359,7 +400,7 @@ def admit_video(
     prompting = _prompting(request, catalog, arch)
     prompting.pop("named_loras")
     spec = Video(
-        model=ModelUse(entry.name, arch.id, plan, entry.path),
+        model=ModelUse(entry.name, arch.id, plan, entry.path, options=options),
         **prompting,
         width=width,
         height=height,

@@ -69,13 +69,15 @@ class PlanError(ValueError):
 
 
 class Plan(msgspec.Struct):
-    """How to load a model: binding arguments (absolute paths) and, for people, the library names behind them."""
+    """How to load a model: binding arguments (absolute paths) and, for people, the library names behind them;
+    `engine` holds the load options its sidecar sets (validated by the caller)."""
 
     model: str
     architecture: str
     args: dict[str, str]
     companions: dict[str, str] = {}
     warnings: list[str] = []
+    engine: dict[str, Any] = {}
 
 
 def sidecar(entry: ModelFile) -> dict[str, Any]:
@@ -113,13 +115,16 @@ def make_plan(
         )
     side = sidecar(entry)
     settings: dict[str, Any] = {**side, **(preset or {}), **(overrides or {})}
-    unknown = sorted(k for k in settings if k not in SLOTS and k not in ("architecture", "model", "params"))
+    unknown = sorted(k for k in settings if k not in SLOTS and k not in ("architecture", "model", "params", "engine"))
     if unknown:
         raise PlanError(f"unknown companion slot(s) {', '.join(unknown)}; known: {', '.join(SLOTS)}")
     warnings = list(entry.warnings)
     arch = _architecture(entry, settings.get("architecture"), warnings)
     load_as = entry.load_as or "model_path"
-    plan = Plan(entry.name, arch.id, {load_as: entry.path}, warnings=warnings)
+    engine = side.get("engine") or {}
+    if not isinstance(engine, dict):
+        raise PlanError(f"the sidecar of {entry.name}: engine must be an object of load options")
+    plan = Plan(entry.name, arch.id, {load_as: entry.path}, warnings=warnings, engine=engine)
     named = {k: v for k, v in settings.items() if k in SLOTS}
     for key, value in named.items():
         if value:
