@@ -30,10 +30,13 @@ from sdrest.settings import Settings
 
 log = logging.getLogger("sdrest.auth")
 SESSION_COOKIE, REFRESH_COOKIE = "sdrest_session", "sdrest_refresh"
-PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
+PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh"),
+          ("GET", "/"), ("HEAD", "/")}  # fmt: skip
 # Image URLs handed to OpenAI clients carry their own expiring signature (checked by their route), because the
 # clients that fetch them (browsers, LibreChat) send no credentials.
-PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"))
+PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"),
+                   # The web UI's files (its API calls are guarded like anyone's; it shows a login form on a 401).
+                   ("GET", "/ui/"), ("HEAD", "/ui/"))  # fmt: skip
 _SAFE = ("GET", "HEAD", "OPTIONS")
 _ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system", "/metrics")
 _MANAGED = ("/api/v1/models", "/api/v1/trash", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
