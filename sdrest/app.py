@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
 from sdrest.metrics import Metrics
-from sdrest.routes import auth, generate, jobs, models, openai_images, sdapi, system
+from sdrest.routes import auth, docs, generate, jobs, models, openai_images, sdapi, system
 from sdrest.routes import metrics as metrics_routes
 from sdrest.routes.metrics import HttpMetrics
 from sdrest.settings import Settings
@@ -88,11 +89,9 @@ def _on_sighup(svc: services.Services, reload: Callable[[], Settings]) -> None:
         pass
 
 
-# The bundled web UI: beside the package in a source checkout (editable installs), or inside it in a wheel.
-WEB_UI = next(
-    (d for d in (Path(__file__).parent / "webui_static", Path(__file__).parent.parent / "webui_static") if d.is_dir()),
-    Path(__file__).parent.parent / "webui_static",
-)
+# The bundled web UI: beside the package in a source checkout (editable installs), or where a wheel's data files go.
+_UI_PLACES = (Path(__file__).parent.parent / "webui_static", Path(sys.prefix) / "share" / "sdrest" / "webui_static")
+WEB_UI = next((d for d in _UI_PLACES if d.is_dir()), _UI_PLACES[0])
 # The UI loads nothing from elsewhere: scripts and styles only from this origin, images also as data:/blob: URLs (live
 # previews, pasted inputs), and no framing by other sites.
 WEB_UI_CSP = (
@@ -173,7 +172,7 @@ def create_app(
                 allow_headers=["Authorization", "Content-Type", "X-API-Key"],
             ),  # fmt: skip
         )
-    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes]
+    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes, *docs.routes]
     app = Starlette(
         routes=[
             *metrics_routes.routes,

@@ -44,8 +44,13 @@ def client(flux_models: Library, data_dir: Path, engine: FakeEngine) -> Iterator
         yield client
 
 
-def wait_for(client: TestClient, job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled")) -> dict:
-    deadline = time.monotonic() + 10
+def wait_for(
+    client: TestClient,
+    job_id: str,
+    statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
+    timeout: float = 10,
+) -> dict:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/api/v1/jobs/{job_id}").json()
         if job["status"] in statuses:

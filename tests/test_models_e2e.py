@@ -47,8 +47,8 @@ def test_a_conversion_beside_a_running_generation(client: TestClient, models: Li
     generating = client.post("/api/v1/generate", json=TINY).json()
     converting = client.post("/api/v1/models/convert", json={"model": "flux-tiny", "type": "q8_0"}).json()
     assert converting["kind"] == "convert" and converting["position"] in (0, 1)
-    converted = wait_for(client, converting["id"])
-    generated = wait_for(client, generating["id"])
+    converted = wait_for(client, converting["id"], timeout=300)  # real work on 2 shared cores
+    generated = wait_for(client, generating["id"], timeout=300)
     assert converted["status"] == "completed", converted
     assert converted["result"] == {"model": "diffusion_models/flux-tiny-q8_0.gguf"}
     assert generated["status"] == "completed" and _image(client, generated) == _image(client, baseline)

@@ -88,8 +88,8 @@ async def list_jobs(request: Request) -> Response:
         offset = int(request.query_params.get("offset", 0))
     except ValueError:
         raise BadRequest("limit and offset must be integers") from None
-    if not (1 <= limit <= 500 and offset >= 0):
-        raise BadRequest("limit must be 1-500 and offset at least 0")
+    if not (1 <= limit <= 500 and 0 <= offset < 2**63):  # SQLite's integers are 64-bit
+        raise BadRequest("limit must be 1-500 and offset 0 to 2**63-1")
     jobs, total = await run_in_threadpool(svc.store.page, status, limit, offset, viewer(request))
     return json_response(JobList([job_view(svc, j) for j in jobs], total, limit, offset))
 
@@ -125,15 +125,14 @@ async def queue_state(request: Request) -> Response:
 
 
 def _thumb_size(request: Request) -> int | None:
-    if request.query_params.get("thumb") not in ("1", "true"):
-        return None
+    """The thumbnail's side, None for the file itself; a `size` given is checked either way."""
     try:
         size = int(request.query_params.get("size", 256))
     except ValueError:
         raise BadRequest("size must be an integer", field="size") from None
     if not 1 <= size <= 1024:
         raise BadRequest("size must be between 1 and 1024", field="size")
-    return size
+    return size if request.query_params.get("thumb") in ("1", "true") else None
 
 
 async def get_output(request: Request) -> Response:

@@ -94,8 +94,16 @@ def _options(request: Request) -> dict[str, Any]:
     return options
 
 
-def _model_name(title: str | None) -> str | None:
+def _text(value: Any, name: str) -> str | None:
+    """A text field of a payload: None or a string (anything else is the client's error, not a crash)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise A1111Error(422, f"{name} must be a string")
+
+
+def _model_name(title: Any) -> str | None:
     """A library name from an A1111 title (`checkpoints/x.safetensors [abcdef0123]`)."""
+    title = _text(title, "sd_model_checkpoint")
     if not title:
         return None
     return title.rsplit(" [", 1)[0].strip() if title.endswith("]") else title.strip()
@@ -105,6 +113,7 @@ def sampler(name: str | None, scheduler: str | None = None) -> tuple[str | None,
     """(sd.cpp sampler, scheduler) for an A1111 sampler name: its label ("DPM++ 2M"), an sd.cpp id, or an old combined
     name ("DPM++ 2M Karras"), whose schedule part becomes the scheduler unless one is given."""
     chosen_scheduler = _scheduler(scheduler)
+    name = _text(name, "sampler_name")
     if not name:
         return None, chosen_scheduler
     key = name.strip().lower()
@@ -119,6 +128,7 @@ def sampler(name: str | None, scheduler: str | None = None) -> tuple[str | None,
 
 
 def _scheduler(name: str | None) -> str | None:
+    name = _text(name, "scheduler")
     if not name or name.lower() == "automatic":
         return None
     key = name.strip().lower()
@@ -130,6 +140,7 @@ def _scheduler(name: str | None) -> str | None:
 
 
 def _hires_upscaler(name: str | None) -> str:
+    name = _text(name, "hr_upscaler")
     if not name or name.lower() in ("none", "latent"):
         return "latent"
     return _HIRES_BY_LABEL.get(name.lower(), name)
@@ -141,7 +152,10 @@ def _native(payload: dict[str, Any], options: dict[str, Any], img2img: bool) -> 
     settings = {**options, **(override if isinstance(override, dict) else {})}
     sampler_id, scheduler_id = sampler(payload.get("sampler_name") or payload.get("sampler_index"),
                                        payload.get("scheduler"))  # fmt: skip
-    count = int(payload.get("batch_size") or 1) * int(payload.get("n_iter") or 1)
+    try:
+        count = int(payload.get("batch_size") or 1) * int(payload.get("n_iter") or 1)
+    except (TypeError, ValueError):
+        raise A1111Error(422, "batch_size and n_iter must be whole numbers") from None
     native: dict[str, Any] = {
         "prompt": payload.get("prompt", ""),
         "negative_prompt": payload.get("negative_prompt", ""),
@@ -170,8 +184,8 @@ def _native(payload: dict[str, Any], options: dict[str, Any], img2img: bool) -> 
         native["eta"] = payload["eta"]
     if img2img:
         init = payload.get("init_images") or []
-        if not init:
-            raise A1111Error(422, "img2img needs init_images")
+        if not init or not isinstance(init, list):
+            raise A1111Error(422, "img2img needs init_images, a list of base64 images")
         native["init_image"] = init[0]
         native["strength"] = payload.get("denoising_strength", 0.75)
         if payload.get("mask"):
@@ -296,7 +310,10 @@ async def extra_batch_images(request: Request) -> Response:
     svc = services(request)
     payload = await _json(request)
     results = []
-    for item in payload.get("imageList") or []:
+    items = payload.get("imageList") or []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise A1111Error(422, 'imageList must be a list of {"data": <base64 image>}')
+    for item in items:
         job = await _run(request, _upscale_request(item.get("data", ""), payload), UpscaleRequest)
         ((data, _),) = await run_in_threadpool(_read, svc, job)
         results.append(base64.b64encode(data).decode())
@@ -306,14 +323,16 @@ async def extra_batch_images(request: Request) -> Response:
 @_a1111
 async def png_info(request: Request) -> Response:
     payload = await _json(request)
-    text = payload.get("image", "")
+    text = payload.get("image")
+    if not isinstance(text, str) or not text.strip():
+        raise A1111Error(422, "image is required: a base64 PNG, JPEG or WebP")
     if "," in text[:100] and text.startswith("data:"):
         text = text.split(",", 1)[1]
     try:
         data = base64.b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        raise A1111Error(422, "image is not base64") from None
-    info = await run_in_threadpool(images.read_infotext, data) or ""
+        info = await run_in_threadpool(images.read_infotext, data) or ""
+    except ValueError as e:  # not base64, or not an image (images.ImageError)
+        raise A1111Error(422, f"image: {e}") from None
     parsed = images.parse_infotext(info) if info else {}
     return JSONResponse({"info": info, "items": {"parameters": info} if info else {}, "parameters": parsed})
 

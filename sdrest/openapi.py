@@ -1,0 +1,863 @@
+"""The OpenAPI 3.1 document of every API family, generated from the app's route table and the msgspec structs.
+
+`OPERATIONS` says, for each (method, path template) the app routes, which struct the handler decodes, which it answers
+with, and its query parameters; `build` walks the routes and turns that into the document, the structs' JSON Schemas
+(`msgspec.json.schema_components`) becoming its components. A route without an entry is left out of the document, and
+`tests/test_openapi.py` fails until it has one. Bodies that no struct decodes (the AUTOMATIC1111 and OpenAI families,
+presets) are documented as JSON objects naming the keys their handlers read, values left open; the answers that have no
+struct in the routes get the small ones below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.routing import BaseRoute, Mount, Route
+
+from sdrest import __version__
+from sdrest.access import PUBLIC, PUBLIC_PREFIXES, Principal, required_role
+from sdrest.auth.tokens import Tokens
+from sdrest.library.presets import KINDS
+from sdrest.library.starters import Starter
+from sdrest.library.trash import TrashEntry
+from sdrest.routes.auth import Login, Refresh
+from sdrest.routes.models import (
+    SORTS,
+    ConvertRequest,
+    DownloadRequest,
+    HashRequest,
+    PullRequest,
+    RestoreRequest,
+    ValidateRequest,
+)
+from sdrest.routes.openai_images import ImageOptions
+from sdrest.schemas import (
+    Health,
+    Job,
+    JobList,
+    Limits,
+    Names,
+    QueueState,
+    Version,
+    WorkerStatus,
+    generate_decoder,
+    upscale_decoder,
+    video_decoder,
+)
+from sdrest.views import ModelDetail, ModelView
+
+REF = "#/components/schemas/{name}"
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
+
+# -- answers that have no struct of their own in the routes ----------------------------------------------------------
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str  # stable: bad_request, unauthorized, forbidden, not_found, validation_error, queue_full, ...
+    message: str
+    field: str | Unset = UNSET  # the JSON path of the bad value (`$.width`) or the parameter's name
+    details: dict[str, Any] | Unset = UNSET
+
+
+class ErrorResponse(msgspec.Struct):
+    """The native API's one error shape (`sdrest.errors`)."""
+
+    error: ErrorDetail
+
+
+class ModelPage(msgspec.Struct):
+    models: list[ModelView]
+    total: int
+    page: int
+    limit: int
+
+
+class RoleCount(msgspec.Struct):
+    role: str
+    count: int
+    folder: str
+
+
+class RoleList(msgspec.Struct):
+    roles: list[RoleCount]
+
+
+class Directory(msgspec.Struct):
+    name: str
+    role: str | None
+    path: str
+    exists: bool
+    writable: bool
+    files: int
+    bytes: int
+
+
+class DirectoryList(msgspec.Struct):
+    directories: list[Directory]
+
+
+class FileCount(msgspec.Struct):
+    files: int
+    bytes: int
+
+
+class LibraryStats(msgspec.Struct):
+    files: int
+    bytes: int
+    broken: int
+    by_role: dict[str, FileCount]
+    disk_free: int
+    models_dir: str
+
+
+class Rescan(msgspec.Struct):
+    files: int
+
+
+class ValidationReport(msgspec.Struct):
+    model: str
+    ok: bool
+    errors: list[str]
+    warnings: list[str]
+    plan: dict[str, str] | Unset = UNSET
+    loaded: bool | Unset = UNSET  # after a test load (`{"load": true}`)
+    broken: bool | Unset = UNSET  # the test load crashed: the file is marked broken
+
+
+class Pulled(msgspec.Struct):
+    name: str
+    jobs: list[Job]
+
+
+class StarterList(msgspec.Struct):
+    starters: list[Starter]
+
+
+class RemoteFile(msgspec.Struct):
+    """`library.downloads.RemoteFile`'s shape (that module imports huggingface_hub, slow to load, only when asked)."""
+
+    filename: str
+    size: int | None
+    sha256: str | None
+
+
+class RemoteList(msgspec.Struct):
+    repo_id: str
+    files: list[RemoteFile]
+
+
+class TrashList(msgspec.Struct):
+    trash: list[TrashEntry]
+
+
+class NameList(msgspec.Struct):
+    names: list[str]
+
+
+class Preset(msgspec.Struct):
+    name: str
+    value: dict[str, Any]  # generation fields
+
+
+class Template(msgspec.Struct):
+    name: str
+    value: str
+
+
+class Disk(msgspec.Struct):
+    path: str
+    total: int
+    free: int
+
+
+class SystemInfo(msgspec.Struct):
+    cpu: dict[str, Any]
+    memory: dict[str, int | None]
+    backend: str | None
+    backends: list[str]
+    devices: list[Any]
+    disks: dict[str, Disk]
+    worker: WorkerStatus
+    engine_error: str | None
+
+
+# AUTOMATIC1111's shapes (`/sdapi/v1`)
+
+
+class A1111Error(msgspec.Struct):
+    error: str
+    detail: str
+    body: str
+    errors: str
+
+
+class A1111Images(msgspec.Struct):
+    images: list[str]  # base64
+    parameters: dict[str, Any]  # the request as sent
+    info: str  # JSON text: infotexts, seed, all_seeds, width, height, sampler_name, ...
+
+
+class A1111Extra(msgspec.Struct):
+    html_info: str
+    image: str
+
+
+class A1111ExtraBatch(msgspec.Struct):
+    html_info: str
+    images: list[str]
+
+
+class A1111PngInfo(msgspec.Struct):
+    info: str
+    items: dict[str, str]
+    parameters: dict[str, Any]
+
+
+class A1111State(msgspec.Struct):
+    skipped: bool
+    interrupted: bool
+    job: str
+    job_count: int
+    job_timestamp: str
+    job_no: int
+    sampling_step: int
+    sampling_steps: int
+
+
+class A1111Progress(msgspec.Struct):
+    progress: float
+    eta_relative: float
+    state: A1111State
+    current_image: str | None
+    textinfo: str | None
+
+
+class A1111Model(msgspec.Struct):
+    title: str
+    model_name: str
+    hash: str | None
+    sha256: str | None
+    filename: str
+    config: None
+
+
+class A1111File(msgspec.Struct):
+    model_name: str
+    filename: str
+
+
+class A1111Lora(msgspec.Struct):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any]
+
+
+class A1111Embedding(msgspec.Struct):
+    step: int | None
+    sd_checkpoint: str | None
+    sd_checkpoint_name: str | None
+    shape: int
+    vectors: int
+
+
+class A1111Embeddings(msgspec.Struct):
+    loaded: dict[str, A1111Embedding]
+    skipped: dict[str, Any]
+
+
+class A1111Sampler(msgspec.Struct):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class A1111Scheduler(msgspec.Struct):
+    name: str
+    label: str
+    aliases: list[str] | None
+    default_rho: float
+    need_inner_model: bool
+
+
+class A1111Upscaler(msgspec.Struct):
+    name: str
+    model_name: str | None
+    model_path: str | None
+    model_url: str | None
+    scale: float
+
+
+class A1111LatentMode(msgspec.Struct):
+    name: str
+
+
+class A1111Ram(msgspec.Struct):
+    free: int
+    used: int
+    total: int
+
+
+class A1111Memory(msgspec.Struct):
+    ram: A1111Ram
+    cuda: dict[str, Any]
+
+
+class A1111Flags(msgspec.Struct):
+    api: bool
+    listen: bool
+    port: int
+    ckpt_dir: str
+    data_dir: str
+
+
+# OpenAI's shapes (`/v1`)
+
+
+class OpenAIErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(msgspec.Struct):
+    error: OpenAIErrorDetail
+
+
+class OpenAIImage(msgspec.Struct):
+    b64_json: str | Unset = UNSET  # with response_format b64_json (the default)
+    url: str | Unset = UNSET  # with response_format url: signed, valid for an hour
+
+
+class OpenAIImages(msgspec.Struct):
+    created: int
+    data: list[OpenAIImage]
+    background: str
+    output_format: str
+    size: str
+    quality: str | Unset = UNSET
+
+
+class OpenAIModel(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+
+
+class OpenAIModelList(msgspec.Struct):
+    object: str
+    data: list[OpenAIModel]
+
+
+# -- the registry -----------------------------------------------------------------------------------------------------
+
+JSON, EVENTS, HTML, TEXT = "application/json", "text/event-stream", "text/html", "text/plain"
+IMAGES = ("image/png", "image/jpeg", "image/webp")
+MEDIA = (*IMAGES, "video/mp4")  # job outputs: images, animated WebP, MP4
+BINARY = {"type": "string", "format": "binary"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation: what its handler decodes (`request`, a struct; or `body`: `object`, `form` or `text` for bodies
+    no struct decodes), what it answers with `status` (`response`: a type, or `media`: the non-JSON media types), and
+    the rest of its contract."""
+
+    summary: str
+    tag: str
+    request: type | None = None
+    response: Any = None
+    status: int = 200  # 0: no success answer (a fallback that only refuses)
+    body: str | None = None
+    body_required: bool = True
+    forms: tuple[str, ...] = ()  # other media types that carry `request`'s fields
+    media: tuple[str, ...] = ()
+    query: tuple[Param, ...] = ()
+    waits: bool = False  # `?wait=true` answers 200 with the finished job
+    description: str = ""
+    example: Any = None
+    fields: tuple[str, ...] = ()  # the keys a handler reads from a body no struct decodes
+
+
+# A flag is on when it is `true` or `1`; any other value is off (so the document says string, not boolean).
+FLAG = {"type": "string", "examples": ["true", "1"]}
+WAIT = Param("wait", FLAG, "`true`: answer when the job has ended (200 with the job) instead of at once (202)")
+MULTIPART, URLENCODED = "multipart/form-data", "application/x-www-form-urlencoded"
+GENERATE_EXAMPLE = {"prompt": "a lovely cat", "steps": 4, "seed": 42}
+
+
+def _generate(summary: str, decoder: msgspec.json.Decoder, example: Any = None) -> Op:
+    return Op(summary, "generation", decoder.type, Job, status=202, forms=(MULTIPART,), query=(WAIT,), waits=True,
+              media=(*IMAGES, "video/mp4"), example=example,
+              description="202 with the queued job; with `?wait=true` 200 with the finished job, or its first output "
+              "when `Accept` asks for an image. multipart/form-data: files are the input images.")  # fmt: skip
+
+
+def _task(summary: str, request: type | None = None, body_required: bool = True) -> Op:
+    return Op(summary, "models", request, Job, status=202, query=(WAIT,), waits=True, body_required=body_required)
+
+
+def _a1111(summary: str, response: Any, fields: tuple[str, ...] | None = None) -> Op:
+    """An AUTOMATIC1111 operation: its body (when it takes `fields`) is a JSON object no struct decodes, whose other
+    keys are ignored; an empty body counts as `{}`."""
+    body = None if fields is None else "object"
+    return Op(summary, "a1111", response=response, body=body, body_required=False, fields=fields or ())
+
+
+_A1111_SAMPLING = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "batch_size", "n_iter",
+                   "sampler_name", "sampler_index", "scheduler", "eta", "override_settings")  # fmt: skip
+_A1111_TXT2IMG = (*_A1111_SAMPLING, "enable_hr", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler",
+                  "hr_second_pass_steps", "denoising_strength")  # fmt: skip
+_A1111_IMG2IMG = (*_A1111_SAMPLING, "init_images", "denoising_strength", "mask", "mask_blur", "inpainting_mask_invert",
+                  "resize_mode")  # fmt: skip
+_OPENAI = tuple(f.encode_name for f in msgspec.structs.fields(ImageOptions))
+
+
+OPERATIONS: dict[tuple[str, str], Op] = {
+    # generation and jobs
+    ("POST", "/api/v1/generate"): _generate("Queue an image job", generate_decoder, GENERATE_EXAMPLE),
+    ("POST", "/api/v1/upscale"): _generate("Queue a standalone upscale", upscale_decoder),
+    ("POST", "/api/v1/video"): _generate("Queue a Wan video", video_decoder),
+    ("GET", "/api/v1/jobs"): Op(
+        "List jobs, newest first",
+        "jobs",
+        response=JobList,
+        query=(
+            Param("status", {"enum": ["queued", "running", "completed", "failed", "cancelled"]}),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+            Param("offset", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0}),
+        ),
+    ),
+    ("GET", "/api/v1/jobs/{id}"): Op("A job", "jobs", response=Job),
+    ("DELETE", "/api/v1/jobs/{id}"): Op("Delete a finished job and its files", "jobs", status=204),
+    ("POST", "/api/v1/jobs/{id}/cancel"): Op("Cancel a queued or running job", "jobs", response=Job),
+    ("GET", "/api/v1/jobs/{id}/events"): Op(
+        "Follow a job (Server-Sent Events)",
+        "jobs",
+        media=(EVENTS,),
+        query=(Param("heartbeat", {"type": "number", "minimum": 0.05, "maximum": 300, "default": 15}, "seconds"),),
+    ),
+    ("GET", "/api/v1/jobs/{id}/output/{filename}"): Op(
+        "An output file",
+        "jobs",
+        media=MEDIA,
+        query=(
+            Param("thumb", FLAG, "`true`: a thumbnail instead of the file"),
+            Param("size", {"type": "integer", "minimum": 1, "maximum": 1024, "default": 256}, "the thumbnail's side"),
+        ),
+    ),
+    ("GET", "/api/v1/jobs/{id}/preview"): Op("The latest live preview of a running job", "jobs", media=("image/jpeg",)),
+    ("GET", "/api/v1/queue"): Op("The running job and the queued ones", "jobs", response=QueueState),
+    # system
+    ("GET", "/api/v1/health"): Op("Server and worker status", "system", response=Health),
+    ("GET", "/api/v1/system"): Op("CPU, memory, backend, devices, disks, worker", "system", response=SystemInfo),
+    ("GET", "/api/v1/version"): Op("Versions and the compute backend", "system", response=Version),
+    ("GET", "/api/v1/samplers"): Op("Sampling methods", "system", response=Names),
+    ("GET", "/api/v1/schedulers"): Op("Schedulers", "system", response=Names),
+    ("GET", "/api/v1/limits"): Op("Size, batch, prompt, queue and body limits", "system", response=Limits),
+    ("GET", "/metrics"): Op("Prometheus metrics", "system", media=(TEXT,)),
+    # the model library
+    ("GET", "/api/v1/models"): Op(
+        "The model library",
+        "models",
+        response=ModelPage,
+        query=(
+            Param("role", {"type": "string"}),
+            Param("architecture", {"type": "string"}),
+            Param("search", {"type": "string"}),
+            Param("sort", {"enum": list(SORTS), "default": "name"}),
+            Param("order", {"enum": ["asc", "desc"]}),
+            Param("page", {"type": "integer", "minimum": 1, "default": 1}),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}),
+            Param("refresh", FLAG, "`true`: rescan the library first"),
+        ),
+    ),
+    ("GET", "/api/v1/models/{id}"): Op("One model: plan, companions, metadata, hashes", "models", response=ModelDetail),
+    ("DELETE", "/api/v1/models/{id}"): Op("Move a model to the trash", "models", response=TrashEntry),
+    ("GET", "/api/v1/models/{id}/preview"): Op("The preview image beside a model", "models", media=IMAGES),
+    ("GET", "/api/v1/models/roles"): Op("Roles with their file counts", "models", response=RoleList),
+    ("GET", "/api/v1/models/directories"): Op("The typed folders", "models", response=DirectoryList),
+    ("GET", "/api/v1/models/stats"): Op("Files and bytes by role, disk free", "models", response=LibraryStats),
+    ("POST", "/api/v1/models/refresh"): Op("Rescan the library", "models", response=Rescan),
+    ("POST", "/api/v1/models/{id}/load"): _task("Load a model (a job on the generation lane)"),
+    ("POST", "/api/v1/models/unload"): _task("Unload the model"),
+    ("POST", "/api/v1/models/{id}/validate"): Op(
+        "Check a model's header and companions", "models", ValidateRequest, ValidationReport, body_required=False
+    ),
+    ("POST", "/api/v1/models/convert"): _task("Quantize a model to GGUF (a job)", ConvertRequest),
+    ("POST", "/api/v1/models/hash"): _task("Hash models (a job)", HashRequest),
+    ("POST", "/api/v1/models/download"): _task("Download a model (a job)", DownloadRequest),
+    ("GET", "/api/v1/models/remote"): Op(
+        "A Hugging Face repository's loadable files",
+        "models",
+        response=RemoteList,
+        query=(
+            Param("repo_id", {"type": "string", "minLength": 1}, required=True),
+            Param("revision", {"type": "string"}),
+        ),
+    ),
+    ("GET", "/api/v1/models/starters"): Op("The starter models", "models", response=StarterList),
+    ("POST", "/api/v1/models/pull"): Op("Download a starter model (jobs)", "models", PullRequest, Pulled, status=202),
+    ("GET", "/api/v1/trash"): Op("What the trash holds", "models", response=TrashList),
+    ("POST", "/api/v1/trash"): Op("Restore a trash entry", "models", RestoreRequest, TrashEntry),
+    # authentication
+    ("POST", "/api/v1/auth/login"): Op(
+        "Log in for tokens (and session cookies)", "auth", Login, Tokens, forms=(URLENCODED, MULTIPART)
+    ),
+    ("POST", "/api/v1/auth/refresh"): Op(
+        "A new token pair",
+        "auth",
+        Refresh,
+        Tokens,
+        body_required=False,
+        description="The refresh token in the body, or the refresh cookie.",
+    ),
+    ("POST", "/api/v1/auth/logout"): Op(
+        "Revoke the refresh token's family", "auth", Refresh, status=204, body_required=False
+    ),
+    ("GET", "/api/v1/auth/me"): Op("Who the request acts as", "auth", response=Principal),
+    # this document
+    ("GET", "/api/v1/openapi.json"): Op("This document", "reference", response=dict[str, Any]),
+    ("GET", "/api/v1/docs"): Op("This document as a page", "reference", media=(HTML,)),
+    # AUTOMATIC1111
+    ("POST", "/sdapi/v1/txt2img"): _a1111("Text to image", A1111Images, _A1111_TXT2IMG),
+    ("POST", "/sdapi/v1/img2img"): _a1111("Image to image, inpainting", A1111Images, _A1111_IMG2IMG),
+    ("POST", "/sdapi/v1/extra-single-image"): _a1111(
+        "Upscale one image", A1111Extra, ("image", "upscaler_1", "upscaling_resize")
+    ),
+    ("POST", "/sdapi/v1/extra-batch-images"): _a1111(
+        "Upscale images", A1111ExtraBatch, ("imageList", "upscaler_1", "upscaling_resize")
+    ),
+    ("POST", "/sdapi/v1/png-info"): _a1111("An image's infotext", A1111PngInfo, ("image",)),
+    ("GET", "/sdapi/v1/progress"): Op(
+        "Progress of the running job",
+        "a1111",
+        response=A1111Progress,
+        query=(Param("skip_current_image", FLAG, "`true`: without the live preview"),),
+    ),
+    ("POST", "/sdapi/v1/interrupt"): _a1111("Cancel the running job", None),
+    ("POST", "/sdapi/v1/skip"): _a1111("Cancel the running job", None),
+    ("GET", "/sdapi/v1/options"): _a1111("Options", dict[str, Any]),
+    ("POST", "/sdapi/v1/options"): _a1111(
+        "Store options (a new checkpoint is loaded)",
+        None,
+        ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_format"),
+    ),
+    ("GET", "/sdapi/v1/sd-models"): _a1111("Generating models", list[A1111Model]),
+    ("GET", "/sdapi/v1/sd-vae"): _a1111("VAEs", list[A1111File]),
+    ("GET", "/sdapi/v1/sd-modules"): _a1111("Text encoders", list[A1111File]),
+    ("GET", "/sdapi/v1/loras"): _a1111("LoRAs", list[A1111Lora]),
+    ("GET", "/sdapi/v1/embeddings"): _a1111("Embeddings", A1111Embeddings),
+    ("GET", "/sdapi/v1/samplers"): _a1111("Samplers", list[A1111Sampler]),
+    ("GET", "/sdapi/v1/schedulers"): _a1111("Schedulers", list[A1111Scheduler]),
+    ("GET", "/sdapi/v1/upscalers"): _a1111("Upscalers", list[A1111Upscaler]),
+    ("GET", "/sdapi/v1/latent-upscale-modes"): _a1111("Latent hires modes", list[A1111LatentMode]),
+    ("GET", "/sdapi/v1/memory"): _a1111("RAM", A1111Memory),
+    ("GET", "/sdapi/v1/cmd-flags"): _a1111("The settings A1111 clients look for", A1111Flags),
+    ("POST", "/sdapi/v1/refresh-checkpoints"): _a1111("Rescan the library", None),
+    # OpenAI
+    ("POST", "/v1/images/generations"): Op(
+        "Generate images",
+        "openai",
+        response=OpenAIImages,
+        body="object",
+        fields=_OPENAI,
+        media=(EVENTS,),
+        description="`stream: true` answers with events. Native fields (`steps`, `seed`, ...) are taken as extra "
+        "fields, or in `<sd_cpp_extra_args>{...}</sd_cpp_extra_args>` in the prompt.",
+    ),
+    ("POST", "/v1/images/edits"): Op(
+        "Edit images", "openai", response=OpenAIImages, body="form", media=(EVENTS,), fields=("image", "mask", *_OPENAI)
+    ),
+    ("POST", "/v1/images/variations"): Op(
+        "Variations of an image", "openai", response=OpenAIImages, body="form", fields=("image", *_OPENAI)
+    ),
+    ("GET", "/v1/models"): Op("Generating models", "openai", response=OpenAIModelList),
+    ("GET", "/v1/models/{id}"): Op("A generating model", "openai", response=OpenAIModel),
+    ("GET", "/v1/files/{job_id}/{filename}"): Op(
+        "An image behind a signed URL",
+        "openai",
+        media=IMAGES,
+        query=(
+            Param("expires", {"type": "integer"}, "Unix seconds", required=True),
+            Param("sig", {"type": "string"}, "the signature", required=True),
+        ),
+    ),
+    **{
+        (method, "/v1/{rest}"): Op("Anything else under /v1: 404, or 405 for a wrong method", "openai", status=0)
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+    },
+    ("OPTIONS", "/v1/{rest}"): Op("The methods a /v1 path allows (in Allow)", "openai", status=204),
+}
+
+
+def _stored(kind: str) -> dict[tuple[str, str], Op]:
+    """The operations on presets (JSON objects) or prompt templates (text; an empty body is an empty template)."""
+    answer = Preset if kind == "presets" else Template
+    body, required = ("object", True) if kind == "presets" else ("text", False)
+    return {
+        ("GET", f"/api/v1/{kind}"): Op(f"The {kind}' names", "presets", response=NameList),
+        ("GET", f"/api/v1/{kind}/{{name}}"): Op("Read one", "presets", response=answer),
+        ("POST", f"/api/v1/{kind}/{{name}}"): Op(
+            "Create one (409 if it exists)", "presets", response=answer, status=201, body=body, body_required=required
+        ),
+        ("PUT", f"/api/v1/{kind}/{{name}}"): Op(
+            "Replace one (404 if it does not exist)", "presets", response=answer, body=body, body_required=required
+        ),
+        ("DELETE", f"/api/v1/{kind}/{{name}}"): Op("Delete one", "presets", status=204),
+    }
+
+
+for _kind in KINDS:
+    OPERATIONS |= _stored(_kind)
+
+# Where an answer carries a job's id, the operations that take it (OpenAPI links: clients and fuzzers follow them).
+_ID = {"id": "$response.body#/id"}
+JOB_LINKS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "GetJob": ("GET", "/api/v1/jobs/{id}", _ID),
+    "CancelJob": ("POST", "/api/v1/jobs/{id}/cancel", _ID),
+    "DeleteJob": ("DELETE", "/api/v1/jobs/{id}", _ID),
+    "GetOutput": (
+        "GET",
+        "/api/v1/jobs/{id}/output/{filename}",
+        _ID | {"filename": "$response.body#/outputs/0/filename"},
+    ),
+}
+
+TAGS = {
+    "generation": "Queue images, upscales and videos (native API)",
+    "jobs": "Jobs: status, outputs, events, the queue",
+    "system": "Health, versions, limits",
+    "models": "The model library and its management (the administrator's)",
+    "presets": "Presets and prompt templates",
+    "auth": "Logins and tokens",
+    "reference": "This document",
+    "a1111": "AUTOMATIC1111-compatible API (its shapes and errors)",
+    "openai": "OpenAI Images-compatible API (its shapes and errors)",
+}
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "an API key (sdr_…) or an access token"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "basic": {"type": "http", "scheme": "basic", "description": "an API key as the password, or a user's password"},
+    "cookie": {"type": "apiKey", "in": "cookie", "name": "sdrest_session",
+               "description": "the session cookie login sets; unsafe methods also need a same-origin Origin"},
+}  # fmt: skip
+
+# -- building the document --------------------------------------------------------------------------------------------
+
+_CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
+
+
+def routes_of(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, set[str]]]:
+    """(method, OpenAPI path template, the parameters that take slashes) of every HTTP route, mounts walked."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from routes_of(route.routes, prefix + route.path)
+        elif isinstance(route, Route):
+            slashes = {name for name, kind in _CONVERTER.findall(route.path) if kind == ":path"}
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                yield method, _CONVERTER.sub(r"{\1}", prefix + route.path), slashes
+
+
+def family(path: str) -> str:
+    return "a1111" if path.startswith("/sdapi/") else "openai" if path.startswith("/v1/") else "native"
+
+
+def operation_id(method: str, path: str) -> str:
+    """`get_jobs_by_id`, `post_sdapi_txt2img`, `get_openai_models_by_id`: unique, stable, readable."""
+    rest = path.removeprefix("/api/v1").replace("/sdapi/v1", "/sdapi").replace("/v1/", "/openai/", 1)
+    words = [f"by_{p[1:-1]}" if p.startswith("{") else p for p in rest.strip("/").split("/")]
+    return re.sub(r"\W", "_", "_".join([method.lower(), *words]))
+
+
+def _types() -> list[Any]:
+    found: list[Any] = [ErrorResponse, A1111Error, OpenAIError]
+    for op in OPERATIONS.values():
+        for kind in (op.request, op.response):
+            if kind is not None and kind not in found:
+                found.append(kind)
+    if None not in found:
+        found.append(None)
+    return found
+
+
+@dataclass
+class _Schemas:
+    of: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls) -> _Schemas:
+        kinds = _types()
+        schemas, components = msgspec.json.schema_components(kinds, ref_template=REF)
+        return cls(dict(zip(kinds, schemas, strict=True)), components)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(path: str, schemas: _Schemas) -> dict[str, Any]:
+    native = schemas.of[ErrorResponse]
+    kind = family(path)
+    if kind == "native":
+        return {
+            "4XX": _json(native, "400 bad_request, 401 unauthorized (with WWW-Authenticate), 403 forbidden, 404 "
+                         "not_found, 405, 409 conflict, 410 gone, 413, 415, 422 validation_error (with field), "
+                         "429 queue_full"),
+            "5XX": _json(native, "500 internal_error, 503 engine_unavailable"),
+        }  # fmt: skip
+    own = schemas.of[A1111Error if kind == "a1111" else OpenAIError]
+    either = {"anyOf": [own, native]}
+    # Authentication and the body limit run before the family's own handlers, and answer in the native shape.
+    answers = {
+        "401": _json(either, "no or bad credentials"),
+        "403": _json(either, "a role too low, a cross-site request (or an image URL's bad signature)"),
+        "404": _json(
+            either,
+            "not found (a path no route matches at all, e.g. one with a control character, answers "
+            "in the native shape)",
+        ),
+        "413": _json(either, "the body is over max_body_bytes"),
+        "4XX": _json(own, "this family's error shape"),
+    }
+    # A1111 routes answer unexpected server errors in the native shape; OpenAI routes catch everything.
+    answers["5XX"] = _json(either if kind == "a1111" else own, "a failed job, or a server error")
+    return answers
+
+
+def _form(schema: dict[str, Any], schemas: _Schemas) -> dict[str, Any]:
+    """A struct's fields as form parts: the same names, but each part is text (numbers, booleans and JSON objects are
+    converted from it) or a file, so no part's value is constrained here."""
+    struct = schemas.components[schema["$ref"].rsplit("/", 1)[1]]
+    return {
+        "type": "object",
+        "description": "the fields of the JSON body as parts (files for images; dotted names for nested fields)",
+        "properties": {name: {} for name in struct["properties"]},
+        "required": struct.get("required", []),
+    }
+
+
+def _body(op: Op, schemas: _Schemas) -> dict[str, Any] | None:
+    if op.request is not None:
+        schema = schemas.of[op.request]
+        content = {JSON: {"schema": schema}} | {media: {"schema": _form(schema, schemas)} for media in op.forms}
+        if op.example is not None:
+            content[JSON]["example"] = op.example
+        return {"required": op.body_required, "content": content}
+    # No struct decodes these bodies: the keys the handler reads are named, their values left open.
+    anything = {"type": "object", "properties": {name: {} for name in op.fields}}
+    if op.body == "object":
+        return {"required": op.body_required, "content": {JSON: {"schema": anything}}}
+    if op.body == "form":
+        return {"required": True, "content": {MULTIPART: {"schema": anything}}}
+    if op.body == "text":
+        return {"required": op.body_required, "content": {TEXT: {"schema": {"type": "string"}}}}
+    return None
+
+
+def _success(op: Op, schemas: _Schemas) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": op.summary}
+    content: dict[str, Any] = {}
+    if op.response is not None or (not op.media and op.status != 204):
+        content[JSON] = {"schema": schemas.of[op.response]}
+    if not op.waits:
+        content |= {media: {"schema": BINARY} for media in op.media}
+    if content:
+        answer["content"] = content
+    links = {
+        name: {"operationId": operation_id(verb, target), "parameters": parameters}
+        for name, (verb, target, parameters) in JOB_LINKS.items()
+    }
+    if op.response is Job:
+        answer["links"] = links
+    responses: dict[str, Any] = {str(op.status): answer} if op.status else {}
+    if op.waits:
+        finished = {JSON: {"schema": schemas.of[Job]}} | {media: {"schema": BINARY} for media in op.media}
+        responses["200"] = {"description": "the finished job (`?wait=true`)", "content": finished, "links": links}
+    return responses
+
+
+def _operation(method: str, path: str, slashes: set[str], op: Op, schemas: _Schemas, auth: str) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        | ({"description": "may contain slashes"} if name in slashes else {})
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    for param in op.query:
+        entry = {"name": param.name, "in": "query", "required": param.required, "schema": param.schema}
+        parameters.append(entry | ({"description": param.description} if param.description else {}))
+    public = (method, path) in PUBLIC or any(method == m and path.startswith(p) for m, p in PUBLIC_PREFIXES)
+    role = required_role(method, path)
+    description = op.description
+    if auth != "none" and not public:
+        description = f"{description}\n\nNeeds the `{role}` role.".strip()
+    operation: dict[str, Any] = {
+        "operationId": operation_id(method, path),
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": parameters,
+        "responses": _success(op, schemas) | _errors(path, schemas),
+    }
+    if description:
+        operation["description"] = description
+    if (body := _body(op, schemas)) is not None:
+        operation["requestBody"] = body
+    if public:
+        operation["security"] = []
+    else:
+        operation["x-required-role"] = role
+    return operation
+
+
+def build(routes: list[BaseRoute], *, server: str, auth: str = "none") -> dict[str, Any]:
+    """The document for an app's `routes`, served at `server` with the `auth` setting's methods. Routes without an
+    entry in `OPERATIONS` are left out (`missing` names them)."""
+    schemas = _Schemas.make()
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, slashes in routes_of(routes):
+        op = OPERATIONS.get((method, path))
+        if op is not None:
+            paths.setdefault(path, {})[method.lower()] = _operation(method, path, slashes, op, schemas, auth)
+    methods = {m.strip() for m in auth.split(",") if m.strip()} or {"none"}
+    required: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+    security = [{}] if "none" in methods else [{}, *required] if "optional" in methods else required
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sdrest",
+            "version": __version__,
+            "description": "Image and video generation over stable-diffusion.cpp: the native API (`/api/v1`), an "
+            "AUTOMATIC1111-compatible one (`/sdapi/v1`) and an OpenAI Images-compatible one (`/v1`). Generated from "
+            "the server's route table and request/response structs.",
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "servers": [{"url": server}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "security": security,
+        "paths": paths,
+        "components": {"schemas": schemas.components, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def missing(routes: list[BaseRoute]) -> list[str]:
+    """The app's routes that `OPERATIONS` does not describe (so the document lacks them)."""
+    return [f"{method} {path}" for method, path, _ in routes_of(routes) if (method, path) not in OPERATIONS]
