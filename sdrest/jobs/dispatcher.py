@@ -21,8 +21,9 @@ from sdrest.jobs.events import EventHub
 from sdrest.jobs.files import JobFiles
 from sdrest.jobs.hasher import ModelHasher
 from sdrest.jobs.lane import Lane
+from sdrest.jobs.lifecycle import Lifecycle
 from sdrest.jobs.live import LiveState
-from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore, Observer
+from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, RUNNING, JobRecord, JobStore, Observer
 from sdrest.library.catalog import Catalog
 from sdrest.metrics import Metrics
 from sdrest.specs import EngineSpec, OutputSpec, Txt2Img, Unload, Video
@@ -50,6 +51,7 @@ class Dispatcher:
         self.lane, self.store, self.engine, self.hub = lane, store, engine, hub
         self.live, self.files, self.hasher, self.catalog = live, files, hasher, catalog
         self.observe, self.metrics = observe, metrics
+        self.life = Lifecycle(store, hub, live, observe)
         self.engine_lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdrest-finisher")
         # job id -> (set when a cancel asks it to stop, set when it is recorded)
@@ -94,14 +96,9 @@ class Dispatcher:
                 self.hub.publish(job_id, "queued", {"position": index})
 
     def _run(self, job_id: str) -> None:
-        job = self.store.get(job_id)
-        if job is None or job.status != QUEUED or self.lane.stopping:
+        job = None if self.lane.stopping else self.life.begin(job_id)
+        if job is None:
             return
-        job.status, job.started_at, job.attempts = RUNNING, time.time(), job.attempts + 1
-        self.store.save(job)
-        self.live.start(job_id)
-        self.hub.publish(job_id, "started", {"started_at": job.started_at})
-        self.observe(job, "started")
         if isinstance(job.spec, Unload):
             with self.engine_lock:
                 self.engine.stop()
@@ -166,16 +163,7 @@ class Dispatcher:
             recorded.set()
 
     def _finish(self, job: JobRecord, status: str, error: dict[str, Any] | None = None) -> None:
-        job.status, job.finished_at, job.error = status, time.time(), error
-        self.store.save(job)
-        self.live.finish(job.id)
-        data: dict[str, Any] = {}
-        if status == COMPLETED:
-            data = {"outputs": [o.filename for o in job.outputs], "timings": job.timings}
-        elif error is not None:
-            data = {"error": error}
-        self.hub.publish(job.id, status, data)
-        self.observe(job, status)
+        self.life.end(job, status, error)
 
 
 class _Tracker:

@@ -18,8 +18,9 @@ from typing import Any
 from sdrest.engine.errors import Cancelled, EngineError
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.lane import Lane
+from sdrest.jobs.lifecycle import Lifecycle
 from sdrest.jobs.live import LiveState
-from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, JobRecord, JobStore, Observer
+from sdrest.jobs.store import CANCELLED, COMPLETED, FAILED, RUNNING, JobRecord, JobStore, Observer
 from sdrest.library import convert as converter
 from sdrest.library.catalog import Catalog
 from sdrest.library.folders import folder_for_role
@@ -162,6 +163,7 @@ class TaskDispatcher:
         observe: Observer,
     ) -> None:
         self.observe = observe
+        self.life = Lifecycle(store, hub, live, observe)
         self.lane, self.store, self.hub, self.live, self.catalog, self.settings = (
             lane,
             store,
@@ -200,14 +202,9 @@ class TaskDispatcher:
             self._finish(job, FAILED, {"code": "internal_error", "message": "internal error"})
 
     def _run(self, job_id: str) -> None:
-        job = self.store.get(job_id)
-        if job is None or job.status != QUEUED or self.lane.stopping:
+        job = None if self.lane.stopping else self.life.begin(job_id)
+        if job is None:
             return
-        job.status, job.started_at, job.attempts = RUNNING, time.time(), job.attempts + 1
-        self.store.save(job)
-        self.live.start(job_id)
-        self.hub.publish(job_id, "started", {"started_at": job.started_at})
-        self.observe(job, "started")
         context = TaskContext(job, self.catalog, self.settings, self.hub, self.live)
         self._current = context
         try:
@@ -224,9 +221,4 @@ class TaskDispatcher:
         self._finish(job, COMPLETED)
 
     def _finish(self, job: JobRecord, status: str, error: dict[str, Any] | None = None) -> None:
-        job.status, job.finished_at, job.error = status, time.time(), error
-        self.store.save(job)
-        self.live.finish(job.id)
-        data: dict[str, Any] = {"result": job.result} if status == COMPLETED else {"error": error} if error else {}
-        self.hub.publish(job.id, status, data)
-        self.observe(job, status)
+        self.life.end(job, status, error)

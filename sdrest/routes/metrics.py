@@ -28,7 +28,7 @@ def _route(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if path is None:
         return "unmatched"  # never the raw path: that would make one time series per URL
-    return str(scope.get("root_path", "")) + path
+    return str(scope.get("root_path", "")) + path or "/"  # the web UI's mount at "/" has an empty path
 
 
 class HttpMetrics:
