@@ -6,28 +6,21 @@ Several stores may share one file (`auth.sqlite3`): each keeps its own tables an
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from sdrest.sqlite import Connection
 
 Migration = Callable[[sqlite3.Connection], None]
 
 
-class Database:
-    """A connection shared under a lock; `tx()` for writes (one transaction), `read()` for reads. Blocking."""
+class Database(Connection):
+    """The shared connection (`sdrest.sqlite.Connection`) with this store's migrations applied. Blocking."""
 
     def __init__(self, path: Path, store: str, migrations: Sequence[Migration]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Password hashes and token digests live here: nobody but the service user needs to read the file.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._lock = threading.Lock()
+        super().__init__(path, mode=0o600)
         self._migrate(store, migrations)
 
     def _migrate(self, store: str, migrations: Sequence[Migration]) -> None:
@@ -40,23 +33,3 @@ class Database:
             for migration in migrations[version:]:
                 migration(db)
             db.execute("INSERT OR REPLACE INTO schema (store, version) VALUES (?, ?)", (store, len(migrations)))
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._db
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

@@ -15,10 +15,8 @@ interruption fails it, so a job that kills the server cannot loop forever. The s
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import msgspec
 
 from sdrest.jobs.webhooks import Webhook
 from sdrest.specs import JobSpec, LoraUse, ModelUse, Preview, Txt2Img
+from sdrest.sqlite import Connection
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
 FINISHED = (COMPLETED, FAILED, CANCELLED)
@@ -154,11 +153,8 @@ class JobStore:
     does SQLite I/O: call them from threads, never from the event loop."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._lock = threading.Lock()
+        self._conn = Connection(path)
+        self._tx = self._conn.tx
         self._migrate()
 
     def _migrate(self) -> None:
@@ -174,19 +170,8 @@ class JobStore:
 
     @property
     def version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._conn.read() as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
 
     def add(self, job: JobRecord) -> None:
         with self._tx() as db:
@@ -204,14 +189,14 @@ class JobStore:
             )
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._conn.read() as db:
+            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _decode(row[0]) if row else None
 
     def expired_at(self, job_id: str) -> float | None:
         """When retention removed this job, if it did."""
-        with self._lock:
-            row = self._db.execute("SELECT expired_at FROM expired WHERE id = ?", (job_id,)).fetchone()
+        with self._conn.read() as db:
+            row = db.execute("SELECT expired_at FROM expired WHERE id = ?", (job_id,)).fetchone()
         return float(row[0]) if row else None
 
     def page(
@@ -227,17 +212,17 @@ class JobStore:
             params.append(owner)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         args = tuple(params)
-        with self._lock:
-            total = self._db.execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0]
-            rows = self._db.execute(
+        with self._conn.read() as db:
+            total = db.execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0]
+            rows = db.execute(
                 f"SELECT data FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*args, limit, offset)
             ).fetchall()
         return [_decode(r[0]) for r in rows], total
 
     def queued(self) -> list[JobRecord]:
         """Queued jobs in the order they were submitted."""
-        with self._lock:
-            rows = self._db.execute("SELECT data FROM jobs WHERE status = ? ORDER BY seq", (QUEUED,)).fetchall()
+        with self._conn.read() as db:
+            rows = db.execute("SELECT data FROM jobs WHERE status = ? ORDER BY seq", (QUEUED,)).fetchall()
         return [_decode(r[0]) for r in rows]
 
     def delete(self, job_id: str, expired: bool = False) -> None:
@@ -249,8 +234,8 @@ class JobStore:
 
     def recover(self) -> list[JobRecord]:
         """After a restart: jobs left running go back to the queue once, or fail when that was their last try."""
-        with self._lock:
-            rows = self._db.execute("SELECT data FROM jobs WHERE status = ?", (RUNNING,)).fetchall()
+        with self._conn.read() as db:
+            rows = db.execute("SELECT data FROM jobs WHERE status = ?", (RUNNING,)).fetchall()
         changed = []
         for row in rows:
             job = _decode(row[0])
@@ -267,12 +252,11 @@ class JobStore:
         return changed
 
     def finished_before(self, cutoff: float) -> list[JobRecord]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._conn.read() as db:
+            rows = db.execute(
                 "SELECT data FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
             ).fetchall()
         return [_decode(r[0]) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._conn.close()
