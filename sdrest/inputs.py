@@ -21,7 +21,7 @@ import msgspec
 from msgspec import Meta
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from sdrest import images
+from sdrest import http_only, images
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _URL_SCHEMES = ("http", "https")
@@ -130,21 +130,6 @@ def _read_output(ref: str, field: str, outputs: OutputResolver) -> bytes:
         raise InputError(f"there is no output {ref} of this server", field) from None
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """An opener that speaks only HTTP(S), so neither a URL nor a redirect can reach file:, ftp: or data:."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPRedirectHandler(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
 def _fetch(url: str, field: str, limits: Limits) -> bytes:
     if not limits.allow_urls:
         raise InputError(
@@ -164,7 +149,7 @@ def _fetch(url: str, field: str, limits: Limits) -> bytes:
     deadline = time.monotonic() + limits.url_timeout
     data: bytes | None = None
     try:
-        with _opener().open(request, timeout=limits.url_timeout) as response:
+        with http_only.opener().open(request, timeout=limits.url_timeout) as response:
             declared = response.headers.get("Content-Length", "")
             if not (declared.isdigit() and int(declared) > limits.max_bytes):
                 data = _read_at_most(response, limits.max_bytes + 1, deadline)

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sdrest import http_only
+
 log = logging.getLogger("sdrest.webhooks")
 EVENTS = ("started", "completed", "failed", "cancelled")
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)  # five more tries over about half a minute, then the delivery is dropped
@@ -160,4 +162,4 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
+_NO_REDIRECTS = http_only.opener(_NoRedirect())

@@ -45,6 +45,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers
 
+from sdrest import http_only
 from sdrest.library.headers import MODEL_SUFFIXES
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -360,7 +361,7 @@ class _Fetch:
         self.headers = {**headers, "accept-encoding": "identity"}
         self.part = part
         self.explain = explain
-        self.opener = _opener(allow)
+        self.opener = http_only.opener(_RedirectPolicy(allow))
         self.last_report = 0.0
 
     def run(self, progress: ProgressFn | None, cancel: threading.Event | None, timeout: float) -> None:
@@ -486,21 +487,6 @@ class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
         if new is not None and _origin(newurl) != _origin(req.full_url):
             new.remove_header("Authorization")
         return new
-
-
-def _opener(allow: Callable[[str], None]) -> urllib.request.OpenerDirector:
-    """An opener that speaks only HTTP(S), so neither a URL nor a redirect can reach file:, ftp: or data:."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        _RedirectPolicy(allow),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
 
 
 def _finish(part: _Partial, sha256: str | None, dest: Path) -> None:
