@@ -1,6 +1,12 @@
 """Benchmark: what the server adds on top of the bare binding, and how it answers while it generates.
 
     .venv/bin/python bench/overhead.py [--runs 3] [--models sdxs,sd1] [--pollers 50] [--poll-seconds 10]
+    .venv/bin/python bench/overhead.py --instant [--jobs 400] [--clients 8] [--size 64]
+
+`--instant`: the server's own cost per job, with a worker that answers at once (`bench/instant.py`): one client
+sends `--jobs` `POST /generate?wait=true` PNG jobs one after the other (p50/p90/p99 per job; target p50 ≤ 5 ms), then
+`--clients` clients send them concurrently (jobs/s; target ≥ 200). The baseline in the same run is
+`GET /api/v1/health` on the same server, the floor of any request.
 
 1. The same txt2img (256×256, 4 steps, fixed seed) `--runs` times through the bare binding (one process, model loaded
    once) and through a running `sdrest serve` (model loaded by a warm-up job, then `POST /generate?wait=true` timed
@@ -25,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from tests.fixtures import real  # noqa: E402
 
@@ -79,12 +86,17 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, models: Path, data: Path) -> None:
+    def __init__(self, models: Path, data: Path, instant: bool = False) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         args = [sys.executable, "-m", "sdrest", "serve", "--models-dir", str(models), "--data-dir", str(data)]
+        if instant:
+            args = [sys.executable, str(ROOT / "bench" / "instant.py"), "--models-dir", str(models),
+                    "--data-dir", str(data), "--port", port]  # fmt: skip
         env = {**os.environ, "SDREST_PORT": port, "SDREST_LOG_LEVEL": "warning"}
-        self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -115,12 +127,72 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host:
     """One keep-alive HTTP/1.1 GET on an open connection (a client far lighter than httpx, so the numbers are the
     server's, not the load generator's)."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await _answer(reader)
+
+
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str, body: bytes) -> bytes:
+    """One keep-alive HTTP/1.1 POST of a JSON body asking for a PNG; the answer's body."""
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: image/png\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    return await _answer(reader)
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
     lines = head.split(b"\r\n")
     length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length"))
-    await reader.readexactly(length)
+    return await reader.readexactly(length)
+
+
+async def instant_jobs(url: str, jobs: int, clients: int, body: bytes) -> tuple[list[float], float]:
+    """`clients` connections each sending their share of `jobs` `?wait=true` PNG jobs back to back; the latency of
+    each job and the wall time of all."""
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 80
+    latencies: list[float] = []
+
+    async def one(count: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        for _ in range(count):
+            start = time.perf_counter()
+            png = await _post(reader, writer, f"{host}:{port}", "/api/v1/generate?wait=true", body)
+            latencies.append(time.perf_counter() - start)
+            assert png.startswith(b"\x89PNG"), png[:80]
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(jobs // clients + (i < jobs % clients)) for i in range(clients)))
+    return latencies, time.perf_counter() - start
+
+
+def run_instant(jobs: int, clients: int, size: int) -> None:
+    """The server's own cost per job, with a worker that answers at once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        models = Path(tmp) / "models"
+        real.build("sd1-full", directory=models / "checkpoints", filename="sd1.safetensors", weights=False)
+        server = Server(models, Path(tmp) / "data", instant=True)
+        body = json.dumps({"model": "sd1", "prompt": "a lovely cat", "width": size, "height": size, "steps": 1,
+                           "seed": 42}).encode()  # fmt: skip
+        try:
+            asyncio.run(instant_jobs(server.url, 20, 1, body))  # warm-up: starts the worker
+            health = asyncio.run(poll(server.url + "/api/v1/health", 1, 2.0, 0.0))
+            serial, _ = asyncio.run(instant_jobs(server.url, jobs, 1, body))
+            _, wall = asyncio.run(instant_jobs(server.url, jobs, clients, body))
+        finally:
+            server.stop()
+    h50 = percentile(health, 0.5)
+    print(f"instant engine, {size}x{size} PNG, ?wait=true, {jobs} jobs")
+    print(f"baseline GET /health: p50 {h50 * 1000:.2f} ms")
+    print(
+        f"one client:  p50 {percentile(serial, 0.5) * 1000:.2f} ms, p90 {percentile(serial, 0.9) * 1000:.2f} ms, "
+        f"p99 {percentile(serial, 0.99) * 1000:.2f} ms per job ({percentile(serial, 0.5) / h50:.1f}x a health check)"
+        " | target p50 <= 5 ms"
+    )
+    print(f"{clients} clients: {jobs / wall:.0f} jobs/s | target >= 200")
 
 
 async def poll(url: str, count: int, seconds: float, interval: float) -> list[float]:
@@ -156,7 +228,14 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=50)
     parser.add_argument("--poll-seconds", type=float, default=10.0)
     parser.add_argument("--poll-interval", type=float, default=0.1, help="seconds between one poller's requests")
+    parser.add_argument("--instant", action="store_true", help="the server's own cost, with an instant worker")
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
+    if args.instant:
+        run_instant(args.jobs, args.clients, args.size)
+        return
     names = args.models.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"

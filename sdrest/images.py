@@ -210,6 +210,10 @@ def from_raw(mode: str, width: int, height: int, pixels: bytes) -> Image.Image:
     return Image.frombytes(mode, (width, height), pixels)
 
 
+# zlib level 4: the same size as Pillow's default 6 on photo-like images, 30 % less time (bench/png_level.py).
+PNG_LEVEL = 4
+
+
 def encode_image(image: Image.Image, fmt: str, infotext: str | None, quality: int = 95) -> bytes:
     """Encode an output: PNG with a `parameters` text chunk, JPEG/WebP with the infotext as EXIF UserComment."""
     media_type(fmt)
@@ -221,7 +225,7 @@ def encode_image(image: Image.Image, fmt: str, infotext: str | None, quality: in
         if infotext is not None:
             pnginfo = PngImagePlugin.PngInfo()
             pnginfo.add_text("parameters", infotext)  # tEXt if Latin-1, else iTXt (UTF-8), as in A1111
-        picture.save(buffer, format="PNG", pnginfo=pnginfo)
+        picture.save(buffer, format="PNG", pnginfo=pnginfo, compress_level=PNG_LEVEL)
     else:
         if fmt == "webp" and _has_transparency(image):
             picture = image.convert("RGBA")

@@ -6,11 +6,9 @@ reads no file at all: one directory walk, one `stat` per file, one SELECT.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from sdrest.library.detect import Detection, detect
 from sdrest.library.folders import folder_role, iter_model_files, library_roots
 from sdrest.library.hashing import legacy_hash, sha256_file
 from sdrest.library.headers import HeaderError, read_header
+from sdrest.sqlite import Connection
 
 
 class ModelFile(msgspec.Struct):
@@ -105,21 +104,23 @@ class Catalog:
         self.cache_path = cache_path
         self._lock = threading.Lock()
         self._entries: dict[str, ModelFile] | None = None
+        self._by_path: dict[str, ModelFile] = {}
+        # Known hashes by (path, size, mtime_ns), so a job's admission asks SQLite nothing once a file is hashed.
+        self._hashes: dict[tuple[str, int, int], tuple[str, str]] = {}
         self._scanned_at = 0.0
         self.version = 0  # goes up each time a scan finds the library changed
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.cache_path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        self._db = Connection(cache_path)
+        with self._db.tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     def scan(self, progress: Callable[[str], None] | None = None) -> list[ModelFile]:
         """Walk the library, detect new or changed files, forget vanished ones; returns all entries by name."""
-        with self._lock, closing(self._connect()) as db:
-            cached = {row[0]: row[1:] for row in db.execute("SELECT path, size, mtime_ns, entry FROM files")}
+        with self._lock:
+            with self._db.read() as db:
+                rows = db.execute("SELECT path, size, mtime_ns, entry FROM files").fetchall()
+            cached = {row[0]: row[1:] for row in rows}
             entries: dict[str, ModelFile] = {}
             changed: list[tuple[str, int, int, bytes]] = []
             for path, relative in iter_model_files(self.models_dir):
@@ -142,7 +143,7 @@ class Catalog:
             seen = {e.path for e in entries.values()}
             roots = library_roots(self.models_dir)
             gone = [(p,) for p in cached if p not in seen and any(_under(Path(p), r) for r in roots)]
-            with db:
+            with self._db.tx() as db:
                 # A changed file loses its cached hashes along with its detection.
                 db.executemany(
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, entry) VALUES (?, ?, ?, ?)", changed
@@ -151,6 +152,7 @@ class Catalog:
             if changed or gone or self._entries is None or set(entries) != set(self._entries):
                 self.version += 1
             self._entries = entries
+            self._by_path = {e.path: e for e in entries.values()}
             self._scanned_at = time.monotonic()
             return list(entries.values())
 
@@ -190,16 +192,23 @@ class Catalog:
 
     def find_path(self, path: str) -> ModelFile | None:
         """The entry of the last scan at this absolute path, if any."""
-        return next((e for e in self.entries if e.path == path), None)
+        if self._entries is None:
+            self.scan()
+        return self._by_path.get(path)
 
     def cached_hashes(self, entry: ModelFile) -> tuple[str, str] | None:
         """(sha256, legacy hash) if computed for this exact version of the file."""
-        with closing(self._connect()) as db:
+        key = (entry.path, entry.size, entry.mtime_ns)
+        if (known := self._hashes.get(key)) is not None:
+            return known
+        with self._db.read() as db:
             row = db.execute(
-                "SELECT sha256, legacy_hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (entry.path, entry.size, entry.mtime_ns),
+                "SELECT sha256, legacy_hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?", key
             ).fetchone()
-        return (row[0], row[1]) if row and row[0] else None
+        if not (row and row[0]):
+            return None
+        self._hashes[key] = (row[0], row[1])
+        return self._hashes[key]
 
     def hashes(self, entry: ModelFile) -> tuple[str, str]:
         """(sha256, legacy hash) of a library file: from the cache, or computed (streamed) and cached."""
@@ -212,11 +221,12 @@ class Catalog:
         return sha256, legacy
 
     def store_hashes(self, entry: ModelFile, sha256: str, legacy: str) -> None:
-        with closing(self._connect()) as db, db:
+        with self._db.tx() as db:
             db.execute(
                 "UPDATE files SET sha256 = ?, legacy_hash = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
                 (sha256, legacy, entry.path, entry.size, entry.mtime_ns),
             )
+        self._hashes[(entry.path, entry.size, entry.mtime_ns)] = (sha256, legacy)
 
     # A set of files that crashed the engine while loading stays marked until one of them changes: the key holds
     # each file's size and modification time.
@@ -235,13 +245,13 @@ class Catalog:
     def mark_crashed(self, paths: Iterable[str], reason: str) -> None:
         key = self._files_key(paths)
         if key:
-            with closing(self._connect()) as db, db:
+            with self._db.tx() as db:
                 db.execute("INSERT OR REPLACE INTO crashes (files, reason) VALUES (?, ?)", (key, reason))
 
     def crashed(self, paths: Iterable[str]) -> str | None:
         """Why these files are marked broken, if they crashed the engine and none of them changed since."""
         key = self._files_key(paths)
-        with closing(self._connect()) as db:
+        with self._db.read() as db:
             row = db.execute("SELECT reason FROM crashes WHERE files = ?", (key,)).fetchone()
         return row[0] if row else None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -162,8 +164,23 @@ async def _wait(request: Request, svc: Services, job: JobRecord) -> Response:
         headers["X-CFG-Scale"] = str(spec.cfg_scale)
     if hasattr(spec, "sampling_method"):
         headers["X-Sampler"] = spec.sampling_method
-    _, _, path = await run_in_threadpool(svc.queue.output, current.id, output.filename)
-    return FileResponse(path, media_type=output.media_type, headers=headers)
+    found = await run_in_threadpool(_read_output, svc, current, output.filename)
+    if isinstance(found, bytes):
+        return Response(found, media_type=output.media_type, headers=headers)
+    return FileResponse(found, media_type=output.media_type, headers=headers)
+
+
+INLINE_BYTES = 16 * 1024 * 1024
+
+
+def _read_output(svc: Services, job: JobRecord, filename: str) -> bytes | Path:
+    """An output's bytes when small (one read on one thread, where a file response would hop threads to open, read
+    and close it), else its path to stream."""
+    _, path = svc.queue.files.output(job, filename)
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size <= INLINE_BYTES:
+            return f.read()
+    return path
 
 
 routes = [
