@@ -134,7 +134,8 @@ async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host
     """One keep-alive HTTP/1.1 POST of a JSON body asking for a PNG; the answer's body."""
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: image/png\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
     return await _answer(reader)
 

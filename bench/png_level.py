@@ -53,8 +53,10 @@ def main() -> None:
                 results[level] = (statistics.median(t for t, _ in runs), runs[0][1])
             base_t, base_size = results[6]
             for level, (t, size) in results.items():
-                print(f"{kind:10s} {side:4d}² level {level}: {t * 1000:7.1f} ms ({t / base_t:4.2f}x level 6), "
-                      f"{size / 1024:7.0f} KiB ({size / base_size:4.2f}x)")
+                print(
+                    f"{kind:10s} {side:4d}² level {level}: {t * 1000:7.1f} ms ({t / base_t:4.2f}x level 6), "
+                    f"{size / 1024:7.0f} KiB ({size / base_size:4.2f}x)"
+                )
 
 
 if __name__ == "__main__":

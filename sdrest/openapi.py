@@ -186,6 +186,24 @@ class SystemInfo(msgspec.Struct):
     engine_error: str | None
 
 
+class Seconds(msgspec.Struct):
+    load: float | None  # 0 when the model is loaded already; None when no past job of the model tells
+    generate: float | None
+    total: float | None
+    jobs: int  # past jobs the estimate comes from
+
+
+class Estimate(msgspec.Struct):
+    model: str
+    architecture: str
+    fits: bool
+    message: str | None  # why it does not fit, with the numbers
+    memory: dict[str, Any] | None  # device, need_bytes, available_bytes, weights_bytes, compute_bytes, chosen options
+    seconds: Seconds
+    queue: dict[str, int]
+    warnings: list[str]
+
+
 # AUTOMATIC1111's shapes (`/sdapi/v1`)
 
 
@@ -435,6 +453,22 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/generate"): _generate("Queue an image job", generate_decoder, GENERATE_EXAMPLE),
     ("POST", "/api/v1/upscale"): _generate("Queue a standalone upscale", upscale_decoder),
     ("POST", "/api/v1/video"): _generate("Queue a Wan video", video_decoder),
+    ("POST", "/api/v1/estimate"): Op(
+        "Would a request fit in memory, and about how long would it take",
+        "generation",
+        generate_decoder.type,
+        Estimate,
+        query=(
+            Param(
+                "kind",
+                {"type": "string", "enum": ["generate", "upscale", "video"]},
+                "the route whose body this is (default generate)",
+            ),
+        ),
+        example=GENERATE_EXAMPLE,
+        description="Admits the body as `POST /{kind}` would, queues nothing: the memory it needs where it runs, the "
+        "load options chosen to make it fit, and seconds from past jobs of the model.",
+    ),  # fmt: skip
     ("GET", "/api/v1/jobs"): Op(
         "List jobs, newest first",
         "jobs",

@@ -45,9 +45,10 @@ class LoraSpec(Struct):
 
 
 class PreviewSpec(Struct):
-    """Live previews over SSE: sd.cpp's `proj` (cheap latent projection), `tae` or `vae` decoding, every N steps."""
+    """Live previews over SSE: sd.cpp's `proj` (cheap latent projection), `tae` or `vae` decoding, every N steps.
+    Without a method: `tae` when the library has a TAESD for the model's architecture, else `proj`."""
 
-    method: Literal["proj", "tae", "vae"] = "proj"
+    method: Literal["proj", "tae", "vae"] | None = None
     interval: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import msgspec
 
+from sdrest import host
 from sdrest.auth.methods import parse_methods
 from sdrest.auth.tokens import load_or_create_secret
 from sdrest.engine.errors import EngineError
 from sdrest.engine.protocol import Engine
 from sdrest.engine.supervisor import Supervisor
-from sdrest.jobs import webhooks
+from sdrest.jobs import estimate, fit, webhooks
 from sdrest.jobs.admission import admit, admit_upscale, admit_video
 from sdrest.jobs.errors import Invalid, JobsError
 from sdrest.jobs.events import EventHub
@@ -25,13 +26,14 @@ from sdrest.library.catalog import Catalog
 from sdrest.metrics import Metrics
 from sdrest.schemas import GenerateRequest, UpscaleRequest, VideoRequest
 from sdrest.settings import Settings
+from sdrest.specs import EngineSpec
 from sdrest.views import ModelViews
 
 log = logging.getLogger("sdrest")
 # Settings a reload applies in place (the rest are read once: addresses, directories, auth).
 RELOADABLE = ("log_level", "idle_unload_seconds", "queue_size", "retention_days", "max_side", "max_pixels",
               "max_batch", "max_prompt_chars", "max_input_bytes", "allow_input_urls", "allow_download_urls",
-              "hf_token")  # fmt: skip
+              "hf_token", "fit_memory")  # fmt: skip
 
 
 @dataclass
@@ -119,21 +121,84 @@ class Services:
             except webhooks.WebhookRefused as e:
                 raise Invalid(str(e), field="$.webhook.url") from e
             hook = webhooks.Webhook(request.webhook.url, tuple(request.webhook.events))
-        files, loaded = self.queue.files, self.queue.loaded_plan()
-        job: JobRecord
-        match request:
-            case GenerateRequest():
-                job = admit(request, self.catalog, self.settings, files, self.read_output, loaded)
-            case UpscaleRequest():
-                job = admit_upscale(request, self.catalog, self.settings, files, self.read_output)
-            case VideoRequest():
-                job = admit_video(request, self.catalog, self.settings, files, self.read_output, loaded)
+        job = self._admit(request)
         job.owner, job.webhook = owner, hook
         try:
+            self.fit_memory(job, request)
             return job, self.queue.submit(job)
         except JobsError:
-            files.remove(job.id)  # refused (queue full): its stored inputs go with it
+            self.queue.files.remove(job.id)  # refused (does not fit, queue full): its stored inputs go with it
             raise
+
+    def _admit(self, request: GenerateRequest | UpscaleRequest | VideoRequest) -> JobRecord:
+        files, loaded = self.queue.files, self.queue.loaded_plan()
+        match request:
+            case GenerateRequest():
+                return admit(request, self.catalog, self.settings, files, self.read_output, loaded)
+            case UpscaleRequest():
+                return admit_upscale(request, self.catalog, self.settings, files, self.read_output)
+            case VideoRequest():
+                return admit_video(request, self.catalog, self.settings, files, self.read_output, loaded)
+
+    def estimate(self, request: GenerateRequest | UpscaleRequest | VideoRequest) -> dict[str, Any]:
+        """Whether a request would fit and about how long it would take, without queueing it. Blocking."""
+        job = self._admit(request)
+        message: str | None = None
+        memory: dict[str, Any] | None = None
+        try:
+            found = self.fit_memory(job, request)
+            memory = fit.describe(found) if found is not None else None
+        except Invalid as e:
+            message, memory = e.message, {**(e.details or {}), "fits": False}
+        finally:
+            self.queue.files.remove(job.id)
+        spec = job.spec
+        assert isinstance(spec, EngineSpec)
+        past, _ = self.store.page(status="completed", limit=200)
+        snapshot = self.queue.snapshot()
+        return {
+            "model": spec.model.name,
+            "architecture": spec.model.architecture,
+            "fits": message is None,
+            "message": message,
+            "memory": memory,
+            "seconds": estimate.estimate(spec, past, self.queue.loaded_plan() == spec.model.plan),
+            "queue": {"ahead": len(snapshot["queued"]) + (1 if snapshot["running"] else 0)},
+            "warnings": job.warnings,
+        }
+
+    def resources(self) -> fit.Resources:
+        """The memory a job may use: the first GPU's free memory when the probe found one (read at start, before any
+        model of ours was loaded), and RAM available plus what the worker holds (a reload frees it)."""
+        self.ready.wait(30)  # the probe that finds the devices runs at start
+        worker = self.engine.status().get("memory_bytes") or 0
+        ram = (host.memory()["available"] or 0) + worker
+        for device in self.build_info.get("devices", []):
+            if device.get("name", "CPU").upper() != "CPU" and device.get("memory_total"):
+                return fit.Resources(ram, device["name"], int(device["memory_free"]))
+        return fit.Resources(ram)
+
+    def fit_memory(
+        self, job: JobRecord, request: GenerateRequest | UpscaleRequest | VideoRequest | None
+    ) -> fit.Fit | None:
+        """Choose the load options that make the job fit the machine's memory, or refuse it with the numbers."""
+        spec = job.spec
+        if not self.settings.fit_memory or not isinstance(spec, EngineSpec):
+            return None
+        asked = request.vae_tiling if isinstance(request, GenerateRequest) else None
+        if isinstance(request, VideoRequest) and request.vae_tiling:
+            asked = True
+        found, tiling = fit.fit(spec, fit.weights(spec.model.plan), self.resources(), asked)
+        if found.chosen:
+            if hasattr(spec, "vae_tiling"):
+                spec.vae_tiling = tiling
+            spec.model.options.update({k: v for k, v in found.chosen.items() if k != "vae_tiling"})
+            where = f"{found.device} memory" if found.device != "RAM" else "RAM"
+            job.warnings.append(
+                f"chose {', '.join(sorted(found.chosen))} to fit: about {found.need / fit.GIB:.1f} GiB needed, "
+                f"{found.available / fit.GIB:.1f} GiB of {where} free"
+            )
+        return found
 
 
 def build(settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> Services:

@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     idle_unload_seconds: Annotated[float, Meta(ge=0)] = 600.0  # 0: keep the model loaded
     lora_apply_mode: str = "at_runtime"
     engine_options: dict[str, Any] = {}  # load options for every model (README "Engine options"); a TOML table
+    fit_memory: bool = True  # choose offload/tiling options so a model fits free memory; refuse what cannot fit
     # queue and outputs
     queue_size: Annotated[int, Meta(ge=1)] = 100
     retention_days: Annotated[float, Meta(ge=0)] = 0.0  # 0: keep outputs forever

@@ -3,10 +3,13 @@ validation, `decode: "taesd"`, and (with the real worker) a reload when a reques
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sdrest.engine.calls import load_options
 from tests.conftest import Library
@@ -90,3 +93,51 @@ def test_a_request_with_other_options_reloads_the_model(library: Library, data_d
         assert "loading" not in [e["event"] for e in read_events(client, same["id"])]
         other = client.post("/api/v1/generate", json={**BODY, "engine": {"enable_mmap": True}}).json()
         assert "loading" in [e["event"] for e in read_events(client, other["id"])]
+
+
+def test_previews_use_the_librarys_taesd_by_default(models: Library, data_dir: Path) -> None:
+    models.add("sd1-full", "checkpoints/sd15.safetensors")
+    sd15 = {**BODY, "model": "sd15", "preview": {"interval": 1}}
+    spec, _ = _spec(models, data_dir, sd15)
+    assert spec.preview.method == "tae"
+    assert spec.model.plan["taesd_path"].endswith("taesd/taesd.safetensors")
+    assert load_options(spec) == {"tae_preview_only": True}  # the image itself still goes through the VAE
+    # A job asking for other previews, or none, loads the same context, so the two never reload each other.
+    spec, _ = _spec(models, data_dir, {**sd15, "preview": {"method": "proj"}})
+    assert spec.preview.method == "proj" and load_options(spec) == {"tae_preview_only": True}
+    spec, _ = _spec(models, data_dir, {**BODY, "model": "sd15"})
+    assert spec.preview is None and "taesd_path" in spec.model.plan
+    # SDXS: sd.cpp decodes with any TAESD it loads, so none is added for previews alone.
+    spec, _ = _spec(models, data_dir, {**BODY, "preview": {"interval": 1}})
+    assert spec.preview.method == "proj" and "taesd_path" not in spec.model.plan
+    (models.root / "taesd/taesd.safetensors").unlink()
+    spec, _ = _spec(models, data_dir, sd15)
+    assert spec.preview.method == "proj" and "taesd_path" not in spec.model.plan and load_options(spec) == {}
+
+
+@pytest.mark.binding
+def test_taesd_previews_leave_the_image_to_the_vae(library: Library, data_dir: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from sdrest.app import create_app
+    from sdrest.settings import load_settings
+
+    library.add_weights("sd1-full", "checkpoints/sd15.safetensors")
+    body = {**BODY, "model": "sd15", "steps": 2, "seed": 7, "preview": {"interval": 1}}
+    png = {"Accept": "image/png"}
+    settings = load_settings({"models_dir": library.root, "data_dir": data_dir, "threads": 2}, env={})
+    with TestClient(create_app(settings)) as client:
+        plain = client.post("/api/v1/generate?wait=true", json=body, headers=png)
+        assert plain.status_code == 200, plain.text
+    library.add_weights("taesd", "taesd/taesd.safetensors")
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/api/v1/generate", json=body).json()
+        events = read_events(client, job["id"])
+        assert events[-1]["event"] == "completed", events[-1]
+        previews = [e for e in events if e["event"] == "preview"]
+        assert [p["data"]["step"] for p in previews] == [1, 2]
+        image = Image.open(io.BytesIO(base64.b64decode(previews[0]["data"]["image"].split(",", 1)[1])))
+        assert image.size == (64, 64)  # decoded by the TAESD ("proj" previews are latent-sized, 8x8)
+        output = client.get(f"/api/v1/jobs/{job['id']}/output/{wait_for(client, job['id'])['outputs'][0]['filename']}")
+    # The image itself is the VAE's, byte for byte (pixels: the infotext differs only in its model hash order).
+    assert Image.open(io.BytesIO(output.content)).tobytes() == Image.open(io.BytesIO(plain.content)).tobytes()

@@ -31,6 +31,7 @@ from sdrest.specs import (
     Cache,
     HighNoise,
     Img2Img,
+    Load,
     LoraUse,
     ModelUse,
     Padding,
@@ -153,12 +154,37 @@ _TAESD_FOR = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesd", "flux": "taef1", 
               "flux2": "taef2", "ernie_image": "taef2", "wan": "taew2_1", "qwen_image": "taew2_1"}  # fmt: skip
 
 
-def _taesd_for(arch: Arch, catalog: Catalog) -> str:
+def _find_taesd(arch: Arch, catalog: Catalog) -> ModelFile | None:
     kind = _TAESD_FOR.get(arch.family)
-    found = sorted(e.name for e in catalog.entries if e.role == "taesd" and not e.broken and e.architecture == kind)
-    if not found:
+    found = sorted((e for e in catalog.entries if e.role == "taesd" and not e.broken and e.architecture == kind),
+                   key=lambda e: e.name)  # fmt: skip
+    return found[0] if found else None
+
+
+def _taesd_for(arch: Arch, catalog: Catalog) -> str:
+    found = _find_taesd(arch, catalog)
+    if found is None:
+        kind = _TAESD_FOR.get(arch.family)
         raise Invalid(f"decode: no TAESD for {arch.label} ({kind}) in the library's taesd/ folder", field="$.decode")
-    return found[0]
+    return found.name
+
+
+# sd.cpp decodes SDXS with its TAESD whenever one is loaded, so for these a TAESD is never added for previews alone.
+_TAE_DECODED = ("sdxs_512_ds", "sdxs_09")
+
+
+def _preview_decoder(arch: Arch, catalog: Catalog, plan: dict[str, str], options: dict[str, Any]) -> bool:
+    """Whether live previews can decode with a TAESD: the plan decodes with one, or the library has one for the
+    architecture, which is then loaded for previews only (`tae_preview_only`: the image itself still goes through the
+    VAE). Every image job of the model gets it, asked for previews or not, so they share one loaded context."""
+    if "taesd_path" in plan:
+        return True
+    found = None if arch.id in _TAE_DECODED else _find_taesd(arch, catalog)
+    if found is None:
+        return False
+    plan["taesd_path"] = found.path
+    options["tae_preview_only"] = True
+    return True
 
 
 def _prompting(request: GenerateRequest | VideoRequest, catalog: Catalog, arch: Arch) -> dict[str, Any]:
@@ -285,6 +311,10 @@ def _image_spec(
         fields["slg"] = Slg(request.slg.scale, list(request.slg.layers), request.slg.start, request.slg.end)
     if request.cache is not None:
         fields["cache"] = Cache(request.cache.mode, request.cache.threshold)
+    tae = _preview_decoder(arch, catalog, plan, options)
+    preview = None
+    if request.preview is not None:
+        preview = Preview(request.preview.method or ("tae" if tae else "proj"), request.preview.interval)
     final = (fields["hires"].width * fields["hires"].height) if "hires" in fields else width * height
     tiling = request.vae_tiling if request.vae_tiling is not None else final > AUTO_TILING_PIXELS
     embeddings = modes.embeddings([request.prompt, request.negative_prompt], arch, catalog)
@@ -305,11 +335,21 @@ def _image_spec(
         output_format=request.output_format,
         vae=request.vae,
         taesd=request.taesd,
-        preview=Preview(request.preview.method, request.preview.interval) if request.preview else None,
+        preview=preview,
         vae_tiling=tiling,
         flow_shift=request.flow_shift,
         **fields,
     )
+
+
+def admit_load(entry: ModelFile, catalog: Catalog, settings: Settings) -> Load:
+    """A load of `entry` with the plan and options an image job of it gets (its preview TAESD included), so the job
+    after it finds the model loaded rather than loading it again."""
+    choose_model(catalog, entry.name, None)
+    arch, plan, _, options = _plan(entry, catalog, {}, settings)
+    if not arch.video:
+        _preview_decoder(arch, catalog, plan, options)
+    return Load(model=ModelUse(entry.name, arch.id, plan, entry.path, options=options))
 
 
 def admit_upscale(

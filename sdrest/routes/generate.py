@@ -64,8 +64,14 @@ async def _form_body(request: Request) -> dict[str, Any]:
         target = data
         for part in parents:
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise Invalid(f"form field {key!r} is inside {part!r}, which is not an object", field=f"$.{part}")
         if key.removesuffix("[]") in _LISTS:
-            target.setdefault(leaf, []).append(item)
+            items = target.setdefault(leaf, [])
+            if not isinstance(items, list):
+                name = key.removesuffix("[]")
+                raise Invalid(f"form field {name!r} is a list, and was given as something else", field=f"$.{name}")
+            items.append(item)
         else:
             target[leaf] = item
     return data
@@ -119,6 +125,24 @@ async def upscale(request: Request) -> Response:
 
 async def video(request: Request) -> Response:
     return await _queue(request, video_decoder, VideoRequest)
+
+
+_ESTIMATED: dict[str, tuple[msgspec.json.Decoder[Any], type]] = {
+    "generate": (generate_decoder, GenerateRequest),
+    "upscale": (upscale_decoder, UpscaleRequest),
+    "video": (video_decoder, VideoRequest),
+}
+
+
+async def estimate(request: Request) -> Response:
+    """Would this request fit, and about how long would it take? The body of `POST /{kind}` (default generate);
+    nothing is queued."""
+    kind = request.query_params.get("kind", "generate")
+    if kind not in _ESTIMATED:
+        raise Invalid(f"kind must be one of {', '.join(_ESTIMATED)}", field="kind")
+    svc = services(request)
+    body = await _decode(request, *_ESTIMATED[kind])
+    return json_response(await run_in_threadpool(svc.estimate, body))
 
 
 def _wants_image(request: Request) -> bool:
@@ -187,4 +211,5 @@ routes = [
     Route("/generate", generate, methods=["POST"]),
     Route("/upscale", upscale, methods=["POST"]),
     Route("/video", video, methods=["POST"]),
+    Route("/estimate", estimate, methods=["POST"]),
 ]

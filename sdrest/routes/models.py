@@ -26,7 +26,7 @@ from starlette.routing import Route
 from sdrest.engine import oneshot
 from sdrest.engine.errors import EngineError
 from sdrest.errors import Conflict, Invalid, NotFound, from_validation, json_response
-from sdrest.jobs.admission import choose_model
+from sdrest.jobs.admission import admit_load
 from sdrest.jobs.errors import Invalid as JobInvalid
 from sdrest.jobs.store import QUEUED, JobRecord
 from sdrest.library import presets
@@ -219,8 +219,15 @@ async def refresh(request: Request) -> Response:
 # -- jobs on the lanes ------------------------------------------------------------------------------------------------
 
 
+def _job(spec: Any, request: Request) -> JobRecord:
+    return JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner(request))
+
+
 async def _queued(svc: Services, spec: Any, request: Request) -> Response:
-    job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner(request))
+    return await _submit(svc, _job(spec, request), request)
+
+
+async def _submit(svc: Services, job: JobRecord, request: Request) -> Response:
     position = await run_in_threadpool(svc.queue.submit, job)
     if request.query_params.get("wait") in ("1", "true"):
         return json_response(job_view(svc, await wait_for_job(svc, job)))
@@ -232,16 +239,17 @@ async def _queued(svc: Services, spec: Any, request: Request) -> Response:
 async def load(request: Request) -> Response:
     svc = services(request)
 
-    def plan() -> Load:
+    def plan() -> JobRecord:
         entry = _find(svc, request.path_params["id"])
+        job = _job(Load(model=ModelUse(entry.name, "", {}, entry.path)), request)
         try:
-            choose_model(svc.catalog, entry.name, None)
-            made = make_plan(entry, svc.catalog.entries)
-        except (PlanError, JobInvalid) as e:
-            raise Invalid(str(e), field="id") from e
-        return Load(model=ModelUse(entry.name, made.architecture, made.args, entry.path))
+            job.spec = admit_load(entry, svc.catalog, svc.settings)
+            svc.fit_memory(job, None)
+        except JobInvalid as e:
+            raise Invalid(str(e), field="id", details=e.details) from e
+        return job
 
-    return await _queued(svc, await run_in_threadpool(plan), request)
+    return await _submit(svc, await run_in_threadpool(plan), request)
 
 
 async def unload(request: Request) -> Response:

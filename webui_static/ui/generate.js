@@ -349,7 +349,7 @@ export function build() {
     return ["video", body];
   }
   Object.assign(body, { batch_count: num("batch"), output_format: f("format").value, eta: num("eta"),
-    preview: { method: "proj", interval: 1 } });
+    preview: { interval: 1 } });  // the server previews with a TAESD when the library has one
   if (mode !== "outpaint") Object.assign(body, { width: num("width"), height: num("height") });
   if (visible("guidance")) body.guidance = num("guidance");
   if (visible("clipskip") && num("clip-skip") !== -1) body.clip_skip = num("clip-skip");
