@@ -98,7 +98,7 @@ def test_options_that_were_set_are_never_overridden(models: Library, data_dir: P
 
 def test_a_gpu_too_small_even_with_every_option_is_refused_with_numbers(models: Library, data_dir: Path) -> None:
     error = _refusal(models, data_dir, GpuEngine(2 * GIB), SD1)
-    assert "needs about 2.6 GiB of CUDA0 memory even with" in error["message"]
+    assert "needs about 2.3 GiB of CUDA0 memory even with" in error["message"]
     assert "and 2.0 GiB is free" in error["message"]
     assert error["details"]["device"] == "CUDA0" and error["details"]["available_bytes"] == 2 * GIB
 

@@ -6,7 +6,10 @@ Weights are the plan's file sizes (a full checkpoint split into diffusion model,
 tensors). Compute buffers follow sd.cpp's own accounting, logged on an NVIDIA H200 for SD 1.x
 (bench/results/nvidia-h200.md): the UNet's grows with the square of the pixels (attention over every latent pixel),
 the VAE decoder's with the pixels; VAE tiling caps the decoder at its tile, flash attention makes the UNet's linear.
-The buffers of the diffusion model and the VAE are never allocated at once, so the peak is the larger of the two.
+The buffers of the diffusion model and the VAE are never allocated at once, so the peak is the larger of the two; with
+the weights offloaded to RAM, each phase uploads only its own weights. For SD 1.x on the H200 this predicts peaks of
+4.3 GiB as is, 3.2 tiled, 2.8 offloaded and 2.3 offloaded with flash attention and tiling at 512², where 4.3, 3.2,
+2.9 and 2.4 GiB were measured; and 11.5 and 11.2 GiB at 1024² as is and offloaded (measured 11.2 and 10.9).
 
 Options are only chosen where neither the settings, the model's sidecar nor the request set them, and only as far as
 needed, cheapest first by the measurements: VAE tiling (same speed), text encoders on the CPU (same speed), flash
@@ -172,24 +175,29 @@ def compute_bytes(spec: EngineSpec, options: Mapping[str, Any], vae_tiling: bool
 
 
 def _need(spec: EngineSpec, w: Weights, options: Mapping[str, Any], tiling: bool, gpu: bool) -> tuple[int, int]:
-    """(bytes on the device that runs the job, bytes that stay in RAM) for these options."""
+    """(bytes on the device that runs the job, bytes of weights kept in RAM) for these options.
+
+    The model runs in phases — text encoders, diffusion model, VAE decoder — each with its weights and its compute
+    buffer. Weights held on the device add up; weights offloaded to RAM are uploaded for their phase only."""
     diffusion, decoder = compute_bytes(spec, options, tiling)
-    compute = max(diffusion, decoder)
     if not gpu:
-        return CPU_CONTEXT + w.total + compute, 0
-    parts = {"diffusion": w.diffusion + w.other, "text": w.text, "vae": w.vae}
+        return CPU_CONTEXT + w.total + max(diffusion, decoder), 0
+    phases = [(w.diffusion + w.other, diffusion)]
     in_ram = 0
-    if options.get("keep_clip_on_cpu"):
-        in_ram += parts.pop("text")
     if options.get("keep_vae_on_cpu"):
-        in_ram += parts.pop("vae")
-    if options.get("offload_params_to_cpu"):
-        # Weights live in RAM; each part is uploaded while it runs, so the device holds the largest one at a time.
-        in_ram += sum(parts.values())
-        on_device = max(parts.values(), default=0)
+        in_ram += w.vae  # and its buffer: the decoder runs on the CPU
     else:
-        on_device = sum(parts.values())
-    return GPU_CONTEXT + on_device + compute, in_ram
+        phases.append((w.vae, decoder))
+    if options.get("keep_clip_on_cpu"):
+        in_ram += w.text
+    else:
+        phases.append((w.text, 0))
+    if options.get("offload_params_to_cpu"):
+        in_ram += sum(weights for weights, _ in phases)
+        on_device = max(weights + buffer for weights, buffer in phases)
+    else:
+        on_device = sum(weights for weights, _ in phases) + max(buffer for _, buffer in phases)
+    return GPU_CONTEXT + on_device, in_ram
 
 
 def fit(spec: EngineSpec, w: Weights, resources: Resources, tiling_asked: bool | None) -> tuple[Fit, bool]:
