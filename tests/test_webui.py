@@ -227,6 +227,7 @@ def test_generate_shows_progress_and_previews_then_the_image(
     page.fill("#f-height", "256")
     page.fill("#f-steps", "6")
     page.fill("#f-prompt", "a lighthouse at dusk, oil painting")
+    page.wait_for_selector("#estimate:has-text('no timing yet for this model')")  # POST /estimate, nothing run yet
     page.focus("#f-prompt")
     page.keyboard.press("Control+Enter")
     numbers = page.wait_for_selector("#current .job-numbers:has-text('it/s')").text_content()
@@ -240,6 +241,7 @@ def test_generate_shows_progress_and_previews_then_the_image(
     assert isinstance(spec, Txt2Img) and (spec.width, spec.height, spec.steps) == (256, 256, 6)
     assert spec.preview is not None and spec.preview.method == "proj"
     page.wait_for_selector(".toast.ok")
+    page.wait_for_selector("#estimate:has-text('about 1.')")  # 6 steps of 0.2 s: from the job just done
     page.click("#seed-last")
     assert page.input_value("#f-seed") == str(spec.seed)
     page.evaluate(

@@ -110,7 +110,9 @@ class Problems:
     def _failed(self, request: Any) -> None:
         failure = request.failure or ""
         # Closing an event stream (the job ended) or leaving a page aborts its requests: that is not a failure.
-        if "ERR_ABORTED" in failure and ("/events" in request.url or request.resource_type in ("image", "media")):
+        # A newer estimate supersedes (aborts) the one in flight.
+        aborted = ("/events", "/estimate")
+        if "ERR_ABORTED" in failure and (any(a in request.url for a in aborted) or request.resource_type in ("image", "media")):
             return
         self.seen.append(f"request failed: {request.method} {request.url} {failure}")
 

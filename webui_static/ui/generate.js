@@ -56,6 +56,10 @@ export function init(context) {
     }
   });
   clearOnEdit(form);
+  form.addEventListener("input", scheduleEstimate);
+  form.addEventListener("change", scheduleEstimate);
+  ctx.on("job-done", scheduleEstimate);
+  ctx.on("ready", scheduleEstimate);
   f("model").addEventListener("change", () => modelChanged());
   for (const radio of $$("input[name=mode]", form)) radio.addEventListener("change", () => setMode(radio.value));
   for (const id of ["width", "height"]) f(id).addEventListener("change", () => snapSize());
@@ -404,6 +408,56 @@ async function submit() {
   } finally {
     button.disabled = false;
   }
+}
+
+// Under the button: will this fit, and about how long (POST /api/v1/estimate), a moment after the form changes.
+let estimateTimer = null;
+let estimateAbort = null;
+
+function scheduleEstimate() {
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(estimate, 700);
+}
+
+async function estimate() {
+  const out = $("#estimate");
+  let route, body;
+  try {
+    [route, body] = build();
+  } catch {
+    out.textContent = ""; // incomplete: the button says what is missing
+    return;
+  }
+  if (route === "upscale" || document.body.classList.contains("role-guest") || !f("model").value) {
+    out.textContent = "";
+    return;
+  }
+  // The model and the size decide; the input images would only be uploaded again on every keystroke.
+  for (const key of ["init_image", "end_image", "mask", "ref_images", "control", "outpaint"]) delete body[key];
+  estimateAbort?.abort();
+  estimateAbort = new AbortController();
+  try {
+    const answer = await api(`estimate?kind=${route}`, { method: "POST", body, signal: estimateAbort.signal });
+    out.textContent = describeEstimate(answer);
+    out.classList.toggle("error", !answer.fits);
+  } catch (e) {
+    if (e.name !== "AbortError") out.textContent = ""; // the button reports errors next to their field
+  }
+}
+
+const seconds = (s) => (s < 60 ? `${s.toFixed(s < 10 ? 1 : 0)} s` : `${Math.round(s / 60)} min`);
+
+function describeEstimate(e) {
+  if (!e.fits) return e.message;
+  const s = e.seconds;
+  const parts = [];
+  if (s.total != null) parts.push(`about ${seconds(s.total)}`);
+  else if (s.generate != null) parts.push(`about ${seconds(s.generate)} plus loading the model`);
+  else parts.push("no timing yet for this model");
+  const chosen = Object.keys(e.memory?.chosen || {});
+  if (chosen.length) parts.push(`to fit in memory: ${chosen.join(", ")}`);
+  if (e.queue.ahead) parts.push(`${e.queue.ahead} ${e.queue.ahead === 1 ? "job" : "jobs"} ahead`);
+  return parts.join(" · ");
 }
 
 /** A finished job's seed, for "Reuse last". */
