@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sdrest import errors
@@ -172,10 +174,18 @@ def _cookies(raw: str) -> dict[str, str]:
 class AccessControl:
     """The middleware that guards every route (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, cors_origins: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        cors_origins: tuple[str, ...] = (),
+        shapes: tuple[tuple[str, Callable[[errors.ApiError], Response]], ...] = (),
+    ) -> None:
+        """`shapes`: (path prefix, renderer) for API families whose clients expect their own error shape."""
         self.app = app
         self.auth = authenticator
         self.cors_origins = cors_origins
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -231,8 +241,11 @@ class AccessControl:
         return origin == own or origin in self.cors_origins
 
     async def _deny(self, error: errors.ApiError, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {"WWW-Authenticate": 'Bearer realm="sdrest", Basic realm="sdrest"'} if error.status == 401 else None
-        await errors.json_response(error.body(), error.status, headers)(scope, receive, send)
+        render = next((shape for prefix, shape in self.shapes if scope["path"].startswith(prefix)), None)
+        response = render(error) if render is not None else errors.json_response(error.body(), error.status)
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="sdrest", Basic realm="sdrest"'
+        await response(scope, receive, send)
 
 
 def _client(scope: Scope) -> str:

@@ -34,6 +34,9 @@ from sdrest.routes import metrics as metrics_routes
 from sdrest.routes.metrics import HttpMetrics
 from sdrest.settings import Settings
 
+# Clients of the compatible APIs read refusals (401, 403) in their own family's error shape.
+ERROR_SHAPES = (("/v1/", openai_images.openai_error), ("/sdapi/v1/", sdapi.a1111_error))
+
 log = logging.getLogger("sdrest")
 STARTER_FOR_CPU = "sd-turbo"  # the starter `sdrest pull` suggests on an empty library (fast on a CPU)
 
@@ -158,7 +161,7 @@ def create_app(
     middleware = [
         Middleware(HttpMetrics, metrics=lambda: metrics),
         Middleware(BodyLimit, limit=settings.max_body_bytes),
-        Middleware(AccessControl, authenticator=authenticator, cors_origins=cors),
+        Middleware(AccessControl, authenticator=authenticator, cors_origins=cors, shapes=ERROR_SHAPES),
     ]
     if cors:
         # Outermost, so preflight requests are answered before authentication; exact origins, never "*".

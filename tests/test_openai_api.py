@@ -326,3 +326,22 @@ def test_streamed_failure_is_an_error_event(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.APIError) as caught:
         list(oai.images.generate(model="sdxs", prompt="fail", size="64x64", stream=True))
     assert "sd.cpp said no" in caught.value.message
+
+
+def test_refusals_by_the_auth_layer_come_in_each_familys_shape(models: Library, data_dir: Path) -> None:
+    with make_client(models, data_dir, FakeEngine(), auth="api_key") as client:
+        openai_401 = client.post("/v1/images/generations", json={"prompt": "a cat"})
+        assert openai_401.status_code == 401 and openai_401.headers["www-authenticate"].startswith("Bearer")
+        assert openai_401.json()["error"]["type"] == "authentication_error"
+        assert openai_401.json()["error"]["code"] == "unauthorized" and "message" in openai_401.json()["error"]
+        a1111_401 = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat"})
+        assert a1111_401.status_code == 401 and a1111_401.headers["www-authenticate"].startswith("Bearer")
+        assert a1111_401.json()["detail"] == "authentication required"
+        native_401 = client.post("/api/v1/generate", json={"prompt": "a cat"})
+        assert native_401.json()["error"] == {"code": "unauthorized", "message": "authentication required"}
+        key, _ = KeyStore(data_dir / "auth.sqlite3", None).create("reader", role="guest")
+        guest = {"Authorization": f"Bearer {key}"}
+        openai_403 = client.post("/v1/images/generations", json={"prompt": "a cat"}, headers=guest)
+        assert openai_403.status_code == 403 and openai_403.json()["error"]["type"] == "permission_error"
+        a1111_403 = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat"}, headers=guest)
+        assert a1111_403.status_code == 403 and "needs the user role" in a1111_403.json()["detail"]

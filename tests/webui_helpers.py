@@ -111,8 +111,8 @@ class Problems:
         failure = request.failure or ""
         # Closing an event stream (the job ended) or leaving a page aborts its requests: that is not a failure.
         # A newer estimate supersedes (aborts) the one in flight.
-        aborted = ("/events", "/estimate")
-        if "ERR_ABORTED" in failure and (any(a in request.url for a in aborted) or request.resource_type in ("image", "media")):
+        superseded = any(part in request.url for part in ("/events", "/estimate"))
+        if "ERR_ABORTED" in failure and (superseded or request.resource_type in ("image", "media")):
             return
         self.seen.append(f"request failed: {request.method} {request.url} {failure}")
 

@@ -108,6 +108,11 @@ def from_native(error: ApiError | JobsError) -> OpenAIError:
     )
 
 
+def openai_error(error: ApiError) -> Response:
+    """A native error (the auth middleware's 401/403) in OpenAI's shape."""
+    return from_native(error).response()
+
+
 def _unknown(name: str) -> OpenAIError:
     return OpenAIError(400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
 

@@ -56,22 +56,31 @@ class A1111Error(Exception):
         self.status, self.message = status, message
 
 
+def _shaped(status: int, kind: str, message: str) -> Response:
+    """An error as A1111 (FastAPI) renders it: `{"error", "detail", "body", "errors"}`."""
+    return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message}, status_code=status)
+
+
+def a1111_error(error: ApiError) -> Response:
+    """A native error (the auth middleware's 401/403) in this family's shape."""
+    return _shaped(error.status, "HTTPException", error.message)
+
+
 def _a1111(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Render every error of this family as A1111 (FastAPI) does: `{"error", "detail", "body", "errors"}`."""
+    """Render every error of this family in A1111's shape."""
 
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except A1111Error as e:
-            status, kind, message = e.status, "HTTPException", e.message
+            return _shaped(e.status, "HTTPException", e.message)
         except JobsError as e:
             error = from_domain(e)
-            status, kind, message = error.status, type(e).__name__, error.message
+            return _shaped(error.status, type(e).__name__, error.message)
         except ApiError as e:
             if e.status >= 500:
                 raise
-            status, kind, message = e.status, type(e).__name__, e.message
-        return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message}, status_code=status)
+            return _shaped(e.status, type(e).__name__, e.message)
 
     return wrapped
 
