@@ -245,6 +245,7 @@ class Download(Spec, kw_only=True, tag="download"):
 
 
 JobSpec = Txt2Img | Img2Img | Upscale | Video | Load | Unload | Convert | Hash | Download  # every kind, one added here
+KINDS = tuple(t.__struct_config__.tag for t in JobSpec.__args__)
 EngineSpec = Txt2Img | Img2Img | Upscale | Video | Load  # what the generation worker runs
 OutputSpec = Txt2Img | Img2Img | Upscale | Video  # what makes files
 TASK_KINDS = ("convert", "hash", "download")  # run on the side lane; every other kind on the generation lane

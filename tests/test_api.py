@@ -256,6 +256,36 @@ def read_events(client: TestClient, job_id: str) -> list[dict]:
     return events
 
 
+def test_jobs_list_filters_by_kind_model_and_prompt_text(
+    flux_models: Library, data_dir: Path, engine: FakeEngine
+) -> None:
+    flux_models.add("sd1-sdxs", "checkpoints/sdxs.safetensors")
+    with make_client(flux_models, data_dir, engine) as client:
+        bodies = [
+            {**FAST, "prompt": "A Lighthouse at dusk", "model": "flux-tiny"},
+            {**FAST, "prompt": "a cat", "model": "sdxs"},
+            {**FAST, "prompt": "lighthouse, sdxs", "model": "sdxs"},
+        ]
+        ids = [client.post("/api/v1/generate", json=b).json()["id"] for b in bodies]
+        for job_id in ids:
+            wait_for(client, job_id)
+        client.post("/api/v1/models/unload")
+
+        def listed(query: str) -> list[str]:
+            answer = client.get(f"/api/v1/jobs?{query}").json()
+            assert answer["total"] == len(answer["jobs"])
+            return [j["id"] for j in answer["jobs"]]
+
+        assert listed("q=LIGHTHOUSE") == [ids[2], ids[0]]  # case ignored, newest first
+        assert listed("model=checkpoints/sdxs.safetensors") == [ids[2], ids[1]]
+        assert listed("model=checkpoints/sdxs.safetensors&q=lighthouse") == [ids[2]]
+        assert listed("kind=txt2img&status=completed") == ids[::-1]
+        assert len(listed("")) == 4 and listed("kind=unload") != []  # the unload is a job too
+        assert listed("q=%25") == []  # no LIKE wildcards
+        bad = client.get("/api/v1/jobs?kind=txt2img,paint")
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "kind"
+
+
 def test_jobs_list_filter_paging_and_delete(client: TestClient) -> None:
     ids = [client.post("/api/v1/generate", json=FAST).json()["id"] for _ in range(3)]
     for job_id in ids:

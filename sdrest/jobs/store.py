@@ -200,16 +200,35 @@ class JobStore:
         return float(row[0]) if row else None
 
     def page(
-        self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        owner: str | None = None,
+        *,
+        kinds: tuple[str, ...] = (),
+        model: str | None = None,
+        text: str | None = None,
     ) -> tuple[list[JobRecord], int]:
-        """Newest first; with the total count for paging; only `owner`'s jobs when one is given."""
-        clauses, params = [], []
+        """Newest first; with the total count for paging. Only `owner`'s jobs when one is given; only these `kinds`;
+        only jobs of library model `model`; only prompts containing `text` (ASCII case ignored)."""
+        clauses: list[str] = []
+        params: list[Any] = []
         if status:
             clauses.append("status = ?")
             params.append(status)
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)
+        if kinds:
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if model is not None:
+            clauses.append("json_extract(CAST(data AS TEXT), '$.spec.model.name') = ?")
+            params.append(model)
+        if text:
+            clauses.append("instr(lower(json_extract(CAST(data AS TEXT), '$.spec.prompt')), lower(?)) > 0")
+            params.append(text)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         args = tuple(params)
         with self._conn.read() as db:

@@ -6,6 +6,7 @@ Handlers never touch SQLite or files on the event loop: store reads and file wor
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import msgspec
@@ -19,9 +20,9 @@ from sdrest.access import principal_of
 from sdrest.errors import BadRequest, NotFound, json_response
 from sdrest.jobs.events import TERMINAL, Event
 from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
-from sdrest.schemas import Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
+from sdrest.schemas import MAX_PROMPT, Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
 from sdrest.services import Services
-from sdrest.specs import public_params
+from sdrest.specs import KINDS, public_params
 
 HEARTBEAT_SECONDS = 15.0
 PREFIX = "/api/v1"
@@ -90,7 +91,16 @@ async def list_jobs(request: Request) -> Response:
         raise BadRequest("limit and offset must be integers") from None
     if not (1 <= limit <= 500 and 0 <= offset < 2**63):  # SQLite's integers are 64-bit
         raise BadRequest("limit must be 1-500 and offset 0 to 2**63-1")
-    jobs, total = await run_in_threadpool(svc.store.page, status, limit, offset, viewer(request))
+    kinds = tuple(k for k in request.query_params.get("kind", "").split(",") if k)
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        raise BadRequest(f"unknown kind {', '.join(unknown)}; kinds: {', '.join(KINDS)}", field="kind")
+    text = request.query_params.get("q", "")
+    if len(text) > MAX_PROMPT:
+        raise BadRequest(f"q is limited to {MAX_PROMPT} characters", field="q")
+    model = request.query_params.get("model")
+    jobs, total = await run_in_threadpool(
+        functools.partial(svc.store.page, status, limit, offset, viewer(request), kinds=kinds, model=model, text=text)
+    )
     return json_response(JobList([job_view(svc, j) for j in jobs], total, limit, offset))
 
 

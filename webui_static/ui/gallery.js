@@ -7,12 +7,12 @@ import { outputFigure } from "./live.js";
 import { zip } from "./zip.js";
 
 const PAGE = 24;
-const BATCH = 100; // jobs read per request; the filters apply to what has been read
+const BATCH = 100; // jobs read per request (the server filters them)
 const MEDIA_KINDS = ["txt2img", "img2img", "upscale", "video"];
 
 let ctx;
 let root;
-let jobs = []; // the jobs read so far that pass the filters
+let jobs = []; // the jobs read so far (all of them pass the filters)
 let offset = 0; // how many jobs the server has given so far
 let exhausted = false;
 let page = 0;
@@ -28,10 +28,10 @@ export function mount(el, context) {
         h("input", { id: "g-search", type: "search", placeholder: "text in the prompt", oninput: debounce(reset, 250) })),
       h("div", { class: "field" }, h("label", { for: "g-model" }, "Model"), h("select", { id: "g-model", onchange: reset })),
       h("div", { class: "field" }, h("label", { for: "g-status" }, "Status"),
-        h("select", { id: "g-status", onchange: () => { stale = true; reset(); } },
+        h("select", { id: "g-status", onchange: reset },
           h("option", { value: "completed" }, "Completed"), h("option", { value: "" }, "All"),
           h("option", { value: "failed" }, "Failed"), h("option", { value: "cancelled" }, "Cancelled"))),
-      h("button", { type: "button", class: "end", onclick: () => { stale = true; reset(); } }, "Refresh"),
+      h("button", { type: "button", class: "end", onclick: reset }, "Refresh"),
     ),
     h("ul", { id: "g-tiles", class: "tiles", "aria-label": "Jobs" }),
     h("p", { id: "g-empty", class: "empty", hidden: true }, "No jobs yet."),
@@ -57,37 +57,34 @@ function debounce(fn, ms) {
   };
 }
 
-function passes(job) {
-  const text = $("#g-search").value.trim().toLowerCase();
+/** GET /api/v1/jobs's filters for the toolbar's values. */
+function filters() {
+  const query = new URLSearchParams({ kind: MEDIA_KINDS.join(",") });
+  const status = $("#g-status").value;
   const model = $("#g-model").value;
-  if (!MEDIA_KINDS.includes(job.kind)) return false;
-  if (model && job.model !== model) return false;
-  if (text && !((job.params && job.params.prompt) || "").toLowerCase().includes(text)) return false;
-  return true;
+  const text = $("#g-search").value.trim();
+  if (status) query.set("status", status);
+  if (model) query.set("model", model);
+  if (text) query.set("q", text);
+  return query;
 }
 
-let all = []; // every job read, unfiltered (so a filter change needs no new request)
-
 async function reset() {
-  if (stale) {
-    all = [];
-    offset = 0;
-    exhausted = false;
-    stale = false;
-  }
-  jobs = all.filter(passes);
+  jobs = [];
+  offset = 0;
+  exhausted = false;
+  stale = false;
   page = 0;
   await go(0);
 }
 
 async function fill(count) {
-  const status = $("#g-status").value;
+  const query = filters();
   while (jobs.length < count && !exhausted) {
-    const answer = await api(`jobs?limit=${BATCH}&offset=${offset}${status ? "&status=" + status : ""}`);
+    const answer = await api(`jobs?${query}&limit=${BATCH}&offset=${offset}`);
     offset += answer.jobs.length;
     exhausted = answer.jobs.length < BATCH || offset >= answer.total;
-    all.push(...answer.jobs);
-    jobs.push(...answer.jobs.filter(passes));
+    jobs.push(...answer.jobs);
     for (const job of answer.jobs) if (job.model && !models.has(job.model)) models.add(job.model);
   }
   fillSelect($("#g-model"), [...models].sort().map((m) => [m, stem(m)]), { empty: "All models" });
@@ -196,8 +193,8 @@ async function remove(job, button) {
     await api(`jobs/${job.id}`, { method: "DELETE" });
     $("#detail").close();
     toast("Deleted", "ok");
-    all = all.filter((j) => j.id !== job.id);
     jobs = jobs.filter((j) => j.id !== job.id);
+    offset -= 1; // the server's list lost one before the next page
     go(Math.min(page, Math.max(0, Math.ceil(jobs.length / PAGE) - 1)));
   } catch (e) {
     toast(e.message, "error");
