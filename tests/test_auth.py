@@ -136,6 +136,13 @@ def test_login_me_refresh_rotation_and_logout(secured: TestClient) -> None:
         == 204
     )
     assert secured.post("/api/v1/auth/refresh", json={"refresh_token": again["refresh_token"]}).status_code == 401
+    # The access token of the ended session is refused at once, not when it expires.
+    after = secured.get("/api/v1/auth/me", headers=headers)
+    assert after.status_code == 401 and "session has ended" in after.json()["error"]["message"]
+    # So is one whose refresh token was reused (someone kept a copy: the whole session ends).
+    assert (
+        secured.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 401
+    )
     tampered = again["access_token"][:-2] + ("AA" if not again["access_token"].endswith("AA") else "BB")
     assert secured.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
 

@@ -713,3 +713,17 @@ def test_system_accounts_authenticate_through_pam() -> None:
     finally:
         service.unlink(missing_ok=True)
         subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def test_an_ended_session_refuses_its_access_tokens_at_once(issuer: TokenIssuer) -> None:
+    kept, ended = issuer.issue("alice", "user"), issuer.issue("alice", "user")
+    issuer.revoke(ended.refresh_token)  # log out one session
+    with pytest.raises(InvalidToken):
+        issuer.verify_access(ended.access_token)
+    assert issuer.verify_access(kept.access_token).subject == "alice"
+    issuer.revoke_subject("alice")  # a removed user, a new password: every session
+    with pytest.raises(InvalidToken):
+        issuer.verify_access(kept.access_token)
+    # A token without a session (signed with our secret, made by hand) is no access token either.
+    with pytest.raises(InvalidToken):
+        issuer.verify_access(jwt.encode(_claims(), SECRET, "HS256"))

@@ -7,7 +7,8 @@ opaque random string, stored only as its SHA-256, that buys a new pair once:
                            │ presented again (someone kept a copy): the whole family F is revoked
     logout (`revoke`), a removed user or a new password (`revoke_subject`): the family, or all of a subject's, end
 
-An access token stays valid until it expires (15 minutes by default) even after its family is revoked.
+An access token names its family: once the family is revoked, the token is refused too (one indexed look-up per
+request), so a logout or a removed user ends access at once, not when the token expires.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def _v1_refresh(db: sqlite3.Connection) -> None:
 
 
 class TokenIssuer:
-    """Issues and checks our own tokens. `verify_access` is pure computation; `issue`, `refresh` and the revocations
-    write SQLite (blocking, thread-safe)."""
+    """Issues and checks our own tokens. `verify_access` reads SQLite (is the token's family revoked?); `issue`,
+    `refresh` and the revocations write it. All blocking and thread-safe."""
 
     def __init__(
         self,
@@ -193,7 +194,7 @@ class TokenIssuer:
                 (family, subject, role, now),
             )
             refresh_token = self._add_refresh(db, family, now)
-        return Tokens(self._access(subject, role, now), refresh_token, self.access_seconds)
+        return Tokens(self._access(subject, role, now, family), refresh_token, self.access_seconds)
 
     def verify_access(self, token: str) -> Claims:
         """The claims of one of our access tokens; InvalidToken when it is not one, or not any more."""
@@ -211,6 +212,13 @@ class TokenIssuer:
         role = payload.get("role")
         if role not in roles.ROLES:
             raise InvalidToken("unknown role")
+        family = payload.get("fam")
+        if not isinstance(family, str):
+            raise InvalidToken("no session")
+        with self._db.read() as db:
+            row = db.execute("SELECT revoked FROM refresh_families WHERE family = ?", (family,)).fetchone()
+        if row is None or row[0]:
+            raise InvalidToken("the session has ended (logged out or revoked)")
         return Claims(subject=str(payload["sub"]), role=role, expires_at=float(payload["exp"]), source="jwt")
 
     def refresh(self, refresh_token: str) -> Tokens:
@@ -240,7 +248,7 @@ class TokenIssuer:
         if reused:  # after the commit: the revocation must stick
             log.warning("a spent refresh token of %r was presented again; that session is revoked", subject)
             raise InvalidToken("refresh token reused; the session is revoked")
-        return Tokens(self._access(subject, role, now), new_refresh, self.access_seconds)
+        return Tokens(self._access(subject, role, now, family), new_refresh, self.access_seconds)
 
     def revoke(self, refresh_token: str) -> None:
         """Log out: end the family of `refresh_token`. An unknown token is already as good as revoked."""
@@ -259,7 +267,7 @@ class TokenIssuer:
     def close(self) -> None:
         self._db.close()
 
-    def _access(self, subject: str, role: str, now: float) -> str:
+    def _access(self, subject: str, role: str, now: float, family: str) -> str:
         payload = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -268,6 +276,7 @@ class TokenIssuer:
             "iat": int(now),
             "exp": int(now) + self.access_seconds,
             "jti": secrets.token_hex(8),
+            "fam": family,  # the session: revoking it refuses this token too
         }
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
@@ -280,11 +289,13 @@ class TokenIssuer:
         return token
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
-        """Forget expired refresh tokens and the families left empty, at most once an hour."""
+        """Forget expired refresh tokens and the families left empty, at most once an hour. Tokens are kept an access
+        token's lifetime past their expiry, so a family outlives every access token issued in it: a family that is
+        gone means its tokens have expired."""
         if now - self._pruned_at < _PRUNE_EVERY:
             return
         self._pruned_at = now
-        db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
+        db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now - self.access_seconds,))
         db.execute("DELETE FROM refresh_families WHERE family NOT IN (SELECT family FROM refresh_tokens)")
 
 
