@@ -20,7 +20,7 @@ from sdrest.auth.api_keys import KeyStore
 from sdrest.auth.tokens import load_or_create_secret
 from sdrest.engine import messages as m
 from sdrest.engine.protocol import EventFn
-from sdrest.routes import openai_images
+from sdrest.routes import openai_files
 from sdrest.specs import Img2Img, JobSpec, Txt2Img
 from tests.conftest import Library
 from tests.fakes import FakeEngine
@@ -135,7 +135,7 @@ def test_url_response_is_signed_and_expires(oai: openai.OpenAI, client: TestClie
 
     job_id, filename = url.split("?")[0].split("/v1/files/")[1].split("/", 1)
     past = int(time.time()) - 1
-    sig = openai_images._signature(load_or_create_secret(data_dir / "url-secret"), job_id, filename, past)
+    sig = openai_files._signature(load_or_create_secret(data_dir / "url-secret"), job_id, filename, past)
     expired = client.get(f"/v1/files/{job_id}/{filename}?expires={past}&sig={sig}")
     assert expired.status_code == 403 and "expired" in expired.json()["error"]["message"]
     assert client.get(f"/v1/files/{job_id}/nope.png?expires={past + 100}&sig=x").status_code == 403

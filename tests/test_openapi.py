@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from sdrest import cli, errors, openapi
 from sdrest.access import required_role
 from sdrest.app import create_app
-from sdrest.routes.openai_images import OpenAIError
+from sdrest.routes.openai_errors import OpenAIError
 from sdrest.settings import load_settings
 from tests.fakes import FakeEngine
 from tests.route_table import app_routes
