@@ -41,6 +41,7 @@ PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"),
                    ("GET", "/ui/"), ("HEAD", "/ui/"))  # fmt: skip
 _SAFE = ("GET", "HEAD", "OPTIONS")
 _ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system", "/metrics")
+_ACCOUNTS = ("/api/v1/keys", "/api/v1/users")
 _MANAGED = ("/api/v1/models", "/api/v1/trash", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
 
 
@@ -67,8 +68,8 @@ class AuthError(Exception):
 
 def required_role(method: str, path: str) -> str:
     """The least role a route needs: model management is the admin's (reading the library is anyone's), submitting
-    jobs is a user's, reading is a guest's."""
-    if path.startswith(_ADMIN_READS):
+    jobs is a user's, reading is a guest's. Accounts are the admin's alone."""
+    if path.startswith(_ADMIN_READS) or path.startswith(_ACCOUNTS):
         return "admin"
     if path.startswith(_MANAGED):
         return "guest" if method in _SAFE else "admin"

@@ -29,7 +29,7 @@ from sdrest.auth import system_accounts
 from sdrest.engine.protocol import Engine
 from sdrest.jobs.errors import JobsError
 from sdrest.metrics import Metrics
-from sdrest.routes import auth, docs, generate, jobs, models, openai_images, sdapi, system
+from sdrest.routes import accounts, auth, docs, generate, jobs, models, openai_images, sdapi, system
 from sdrest.routes import metrics as metrics_routes
 from sdrest.routes.metrics import HttpMetrics
 from sdrest.settings import Settings
@@ -175,7 +175,7 @@ def create_app(
                 allow_headers=["Authorization", "Content-Type", "X-API-Key"],
             ),  # fmt: skip
         )
-    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes, *docs.routes]
+    api = [*generate.routes, *jobs.routes, *system.routes, *models.routes, *auth.routes, *accounts.routes, *docs.routes]
     app = Starlette(
         routes=[
             *metrics_routes.routes,

@@ -20,10 +20,13 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from sdrest import __version__
 from sdrest.access import PUBLIC, PUBLIC_PREFIXES, Principal, required_role
+from sdrest.auth.api_keys import ApiKey
 from sdrest.auth.tokens import Tokens
+from sdrest.auth.users import User
 from sdrest.library.presets import KINDS
 from sdrest.library.starters import Starter
 from sdrest.library.trash import TrashEntry
+from sdrest.routes.accounts import CreatedKey, KeyList, NewKey, NewUser, UserChange, UserList
 from sdrest.routes.auth import Login, Refresh
 from sdrest.routes.models import (
     SORTS,
@@ -36,6 +39,7 @@ from sdrest.routes.models import (
 )
 from sdrest.routes.openai_images import ImageOptions
 from sdrest.schemas import (
+    MAX_SEARCH,
     Health,
     Job,
     JobList,
@@ -479,7 +483,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             Param("offset", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0}),
             Param("kind", {"type": "string", "examples": ["txt2img,img2img"]}, "only these kinds (a comma list)"),
             Param("model", {"type": "string"}, "only jobs of this library model (its name, as jobs show it)"),
-            Param("q", {"type": "string", "maxLength": 10000}, "only jobs whose prompt contains this text"),
+            Param("q", {"type": "string", "maxLength": MAX_SEARCH}, "only jobs whose prompt contains this text"),
         ),
     ),
     ("GET", "/api/v1/jobs/{id}"): Op("A job", "jobs", response=Job),
@@ -570,6 +574,18 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Revoke the refresh token's family", "auth", Refresh, status=204, body_required=False
     ),
     ("GET", "/api/v1/auth/me"): Op("Who the request acts as", "auth", response=Principal),
+    # accounts (the admin's)
+    ("GET", "/api/v1/keys"): Op("API keys, never the keys themselves", "accounts", response=KeyList),
+    ("POST", "/api/v1/keys"): Op(
+        "Make an API key: its plaintext is answered this once", "accounts", NewKey, CreatedKey, status=201
+    ),
+    ("DELETE", "/api/v1/keys/{key}"): Op("Revoke a stored key (its id, prefix or name)", "accounts", response=ApiKey),
+    ("GET", "/api/v1/users"): Op("Local users", "accounts", response=UserList),
+    ("POST", "/api/v1/users"): Op("Add a local user", "accounts", NewUser, User, status=201),
+    ("PATCH", "/api/v1/users/{name}"): Op(
+        "Change a user's password, role or disabled state; ends their sessions", "accounts", UserChange, User
+    ),
+    ("DELETE", "/api/v1/users/{name}"): Op("Remove a user; ends their sessions", "accounts", status=204),
     # this document
     ("GET", "/api/v1/openapi.json"): Op("This document", "reference", response=dict[str, Any]),
     ("GET", "/api/v1/docs"): Op("This document as a page", "reference", media=(HTML,)),
@@ -685,6 +701,7 @@ TAGS = {
     "models": "The model library and its management (the administrator's)",
     "presets": "Presets and prompt templates",
     "auth": "Logins and tokens",
+    "accounts": "API keys and local users (the administrator's)",
     "reference": "This document",
     "a1111": "AUTOMATIC1111-compatible API (its shapes and errors)",
     "openai": "OpenAI Images-compatible API (its shapes and errors)",

@@ -30,6 +30,7 @@ PREVIEW_METHODS = ("proj", "tae", "vae")
 
 # Hard caps that hold whatever the settings say (the settings narrow them further).
 MAX_PROMPT = 100_000
+MAX_SEARCH = 1000  # GET /jobs?q=: text searched in prompts (a URL carries it)
 MAX_SIDE = 8192
 
 Name = Annotated[str, Meta(min_length=1, max_length=512)]

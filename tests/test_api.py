@@ -284,6 +284,8 @@ def test_jobs_list_filters_by_kind_model_and_prompt_text(
         assert listed("q=%25") == []  # no LIKE wildcards
         bad = client.get("/api/v1/jobs?kind=txt2img,paint")
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "kind"
+        long = client.get("/api/v1/jobs?q=" + "x" * 1001)
+        assert long.status_code == 400 and long.json()["error"]["field"] == "q"
 
 
 def test_jobs_list_filter_paging_and_delete(client: TestClient) -> None:

@@ -20,7 +20,7 @@ from sdrest.access import principal_of
 from sdrest.errors import BadRequest, NotFound, json_response
 from sdrest.jobs.events import TERMINAL, Event
 from sdrest.jobs.store import COMPLETED, FINISHED, QUEUED, RUNNING, JobRecord
-from sdrest.schemas import MAX_PROMPT, Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
+from sdrest.schemas import MAX_SEARCH, Job, JobError, JobLinks, JobList, Output, Progress, QueuedJob, QueueState
 from sdrest.services import Services
 from sdrest.specs import KINDS, public_params
 
@@ -95,8 +95,8 @@ async def list_jobs(request: Request) -> Response:
     if unknown := sorted(set(kinds) - set(KINDS)):
         raise BadRequest(f"unknown kind {', '.join(unknown)}; kinds: {', '.join(KINDS)}", field="kind")
     text = request.query_params.get("q", "")
-    if len(text) > MAX_PROMPT:
-        raise BadRequest(f"q is limited to {MAX_PROMPT} characters", field="q")
+    if len(text) > MAX_SEARCH:
+        raise BadRequest(f"q is limited to {MAX_SEARCH} characters", field="q")
     model = request.query_params.get("model")
     jobs, total = await run_in_threadpool(
         functools.partial(svc.store.page, status, limit, offset, viewer(request), kinds=kinds, model=model, text=text)
