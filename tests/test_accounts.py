@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from tests.test_auth import PASSWORD, _login, models, secured  # noqa: F401 (fixtures)
 from tests.test_api import FAST
+from tests.test_auth import PASSWORD, _login, models, secured  # noqa: F401 (fixtures)
 
 
 def test_keys_made_listed_and_revoked_over_http(secured: TestClient) -> None:  # noqa: F811
@@ -72,3 +72,13 @@ def test_only_admins_and_never_against_themselves(secured: TestClient) -> None: 
     # Their own password they may change (and their sessions end, as after any change).
     assert secured.patch("/api/v1/users/root", json={"password": PASSWORD + "?"}, headers=admin).status_code == 200
     assert secured.get("/api/v1/users", headers=admin).status_code == 401
+
+
+def test_lists_say_when_a_method_is_off(models, data_dir) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.test_auth import _app
+
+    with _app(models, data_dir) as client:  # auth = none: no keys, no users
+        assert client.get("/api/v1/keys").json() == {"keys": [], "enabled": False}
+        assert client.get("/api/v1/users").json() == {"users": [], "enabled": False}
+        refused = client.post("/api/v1/keys", json={"name": "x"})
+        assert refused.status_code == 404 and "api_key" in refused.json()["error"]["message"]

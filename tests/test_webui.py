@@ -609,6 +609,58 @@ def test_login_roles_and_logout(
     assert page.is_visible("#m-dl")
 
 
+def test_the_admin_manages_keys_and_users_on_the_system_page(
+    serve: Callable[..., Served], open_page: Callable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(access, "PUBLIC", access.PUBLIC | {("GET", "/"), ("HEAD", "/")})
+    monkeypatch.setattr(access, "PUBLIC_PREFIXES", (*access.PUBLIC_PREFIXES, ("GET", "/ui/"), ("HEAD", "/ui/")))
+    _add_user(tmp_path / "data", "root", "admin")
+    _add_user(tmp_path / "data", "alice", "user")
+    served = serve(auth="api_key,jwt")
+    page, problems = open_page()
+    problems.allow(r"HTTP 401: (GET|POST) .*/api/v1/auth/(me|refresh)")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 401")
+    page.on("dialog", lambda dialog: dialog.accept(PASSWORD + "!" if dialog.type == "prompt" else None))
+    page.goto(served.url + "/#system")
+    page.wait_for_selector("#login[open]")
+    page.fill("#login-user", "root")
+    page.fill("#login-pass", PASSWORD)
+    page.click("#login-btn")
+    page.wait_for_selector("#a-users .mrow:has-text('alice')")
+    assert "you" in page.text_content("#a-users .mrow:has-text('root')")
+    assert page.locator("#a-users .mrow:has-text('root') button:has-text('Remove')").count() == 0  # not yourself
+    # A key: made, shown once, working, revoked.
+    page.fill("#a-key-name", "scanner")
+    page.click("#a-key-form button[type=submit]")
+    secret = page.wait_for_selector("#a-key-secret").text_content()
+    assert secret.startswith("sdr_")
+    page.wait_for_selector("#a-keys .mrow:has-text('scanner')")
+    assert secret not in page.text_content("#a-keys")  # the list never shows the key
+    assert httpx.get(served.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    page.click("#a-keys button[aria-label='Revoke key scanner']")
+    page.wait_for_selector("#a-keys .mrow.bad:has-text('revoked')")
+    assert httpx.get(served.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    # A user: added, refused a short password next to the field, promoted, disabled, given a password, removed.
+    problems.allow(r"HTTP 422: POST .*/api/v1/users")
+    problems.allow(r"console: Failed to load resource: the server responded with a status of 422")
+    page.fill("#a-user-name", "carol")
+    page.fill("#a-user-password", "short")
+    page.click("#a-user-form button[type=submit]")
+    assert "at least" in page.wait_for_selector("[data-field=password] .field-error").text_content()
+    page.fill("#a-user-password", PASSWORD)
+    page.click("#a-user-form button[type=submit]")
+    page.wait_for_selector("#a-users .mrow:has-text('carol')")
+    page.select_option("#a-role-carol", "admin")
+    page.wait_for_selector(".toast.ok:has-text('carol is now admin')")
+    page.locator("#a-users .mrow:has-text('carol')").locator("button:has-text('Disable')").click()
+    page.wait_for_selector("#a-users .mrow.bad:has-text('carol')")
+    page.locator("#a-users .mrow:has-text('carol')").locator("button:has-text('New password')").click()
+    page.wait_for_selector(".toast.ok:has-text('New password for carol')")
+    page.click("#a-users button[aria-label='Remove user carol']")
+    page.wait_for_selector("#a-users .mrow:has-text('carol')", state="detached")
+    shoot(page, "accounts")
+
+
 def test_themes_follow_the_system_and_the_toggle_sticks(serve: Callable[..., Served], open_page: Callable) -> None:
     served = serve()
     page, _ = open_page(served.url, color_scheme="dark", permissions=["notifications"])

@@ -39,6 +39,7 @@ class CreatedKey(msgspec.Struct):
 
 class KeyList(msgspec.Struct):
     keys: list[ApiKey]
+    enabled: bool = True  # False: the auth setting has no api_key (the list is then empty)
 
 
 class NewUser(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,6 +56,7 @@ class UserChange(msgspec.Struct, forbid_unknown_fields=True):
 
 class UserList(msgspec.Struct):
     users: list[User]
+    enabled: bool = True  # False: the auth setting has no jwt (the list is then empty)
 
 
 def _auth(request: Request) -> Authenticator:
@@ -84,7 +86,10 @@ async def _body(request: Request, kind: type) -> Any:
 
 
 async def list_keys(request: Request) -> Response:
-    return json_response(KeyList(await run_in_threadpool(_keys(request).list)))
+    store = _auth(request).keys
+    if store is None:
+        return json_response(KeyList([], enabled=False))
+    return json_response(KeyList(await run_in_threadpool(store.list)))
 
 
 async def create_key(request: Request) -> Response:
@@ -109,7 +114,10 @@ async def revoke_key(request: Request) -> Response:
 
 
 async def list_users(request: Request) -> Response:
-    return json_response(UserList(await run_in_threadpool(_users(request).list)))
+    store = _auth(request).users
+    if store is None:
+        return json_response(UserList([], enabled=False))
+    return json_response(UserList(await run_in_threadpool(store.list)))
 
 
 async def create_user(request: Request) -> Response:

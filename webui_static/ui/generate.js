@@ -428,7 +428,7 @@ async function estimate() {
     out.textContent = ""; // incomplete: the button says what is missing
     return;
   }
-  if (route === "upscale" || document.body.classList.contains("role-guest") || !f("model").value) {
+  if (route === "upscale" || !ctx.me || ctx.me.role === "guest" || !f("model").value) {
     out.textContent = "";
     return;
   }

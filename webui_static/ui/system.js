@@ -1,5 +1,7 @@
-// System: the server's health, the worker's state, versions and backend, and (for admins) memory, devices and disks.
+// System: the server's health, the worker's state, versions and backend, and (for admins) memory, devices, disks
+// and the accounts (accounts.js).
 
+import * as accounts from "./accounts.js";
 import { api } from "./api.js";
 import { $, fmtBytes, h, stem } from "./dom.js";
 
@@ -15,10 +17,13 @@ export function mount(root, context) {
     h("section", { class: "panel", "data-admin": true, "aria-labelledby": "s-machine-title" },
       h("h2", { id: "s-machine-title" }, "Machine"), h("div", { id: "s-machine" })),
   );
+  accounts.mount(root);
 }
 
 export function show() {
   refresh();
+  // Read once per visit, not with the 5 s refresh, which would redraw the lists under the admin's hands.
+  if (ctx.me && ctx.me.role === "admin") accounts.refresh(ctx.me).catch(() => {});
 }
 
 export function hide() {
