@@ -28,7 +28,7 @@ from sdrest.library.starters import Starter
 from sdrest.library.trash import TrashEntry
 from sdrest.routes.accounts import CreatedKey, KeyList, NewKey, NewUser, UserChange, UserList
 from sdrest.routes.auth import Login, Refresh
-from sdrest.routes.models import (
+from sdrest.routes.models_requests import (
     SORTS,
     ConvertRequest,
     DownloadRequest,
