@@ -557,21 +557,30 @@ def _add_user(data_dir: Path, name: str, role: str) -> None:
         sys.stdin = old
 
 
-def test_login_roles_and_logout(
-    serve: Callable[..., Served], open_page: Callable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def _login_form(
+    serve: Callable[..., Served], open_page: Callable, monkeypatch: pytest.MonkeyPatch, data_dir: Path, auth: str,
+    where: str = "/",
+) -> tuple[Served, Any, Any]:  # fmt: skip
+    """A server with users alice (user) and root (admin), and a page at `where` showing the login form."""
     # The UI's files are public (access.py lists them); the API behind them is not.
     monkeypatch.setattr(access, "PUBLIC", access.PUBLIC | {("GET", "/"), ("HEAD", "/")})
     monkeypatch.setattr(access, "PUBLIC_PREFIXES", (*access.PUBLIC_PREFIXES, ("GET", "/ui/"), ("HEAD", "/ui/")))
-    _add_user(tmp_path / "data", "alice", "user")
-    _add_user(tmp_path / "data", "root", "admin")
-    served = serve(auth="jwt")
+    _add_user(data_dir, "alice", "user")
+    _add_user(data_dir, "root", "admin")
+    served = serve(auth=auth)
     page, problems = open_page()
     # Before logging in, the API answers 401 (who am I, a refresh without a session, a wrong password).
     problems.allow(r"HTTP 401: (GET|POST) .*/api/v1/auth/(me|refresh|login)")
     problems.allow(r"console: Failed to load resource: the server responded with a status of 401")
-    page.goto(served.url + "/")
+    page.goto(served.url + where)
     page.wait_for_selector("#login[open]")
+    return served, page, problems
+
+
+def test_login_roles_and_logout(
+    serve: Callable[..., Served], open_page: Callable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served, page, problems = _login_form(serve, open_page, monkeypatch, tmp_path / "data", "jwt")
     page.fill("#login-user", "alice")
     page.fill("#login-pass", "wrong")
     page.click("#login-btn")
@@ -612,17 +621,8 @@ def test_login_roles_and_logout(
 def test_the_admin_manages_keys_and_users_on_the_system_page(
     serve: Callable[..., Served], open_page: Callable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(access, "PUBLIC", access.PUBLIC | {("GET", "/"), ("HEAD", "/")})
-    monkeypatch.setattr(access, "PUBLIC_PREFIXES", (*access.PUBLIC_PREFIXES, ("GET", "/ui/"), ("HEAD", "/ui/")))
-    _add_user(tmp_path / "data", "root", "admin")
-    _add_user(tmp_path / "data", "alice", "user")
-    served = serve(auth="api_key,jwt")
-    page, problems = open_page()
-    problems.allow(r"HTTP 401: (GET|POST) .*/api/v1/auth/(me|refresh)")
-    problems.allow(r"console: Failed to load resource: the server responded with a status of 401")
+    served, page, problems = _login_form(serve, open_page, monkeypatch, tmp_path / "data", "api_key,jwt", "/#system")
     page.on("dialog", lambda dialog: dialog.accept(PASSWORD + "!" if dialog.type == "prompt" else None))
-    page.goto(served.url + "/#system")
-    page.wait_for_selector("#login[open]")
     page.fill("#login-user", "root")
     page.fill("#login-pass", PASSWORD)
     page.click("#login-btn")
