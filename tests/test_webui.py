@@ -718,6 +718,7 @@ def test_every_control_has_a_label_and_the_keyboard_reaches_generate(
         )
         assert unlabelled == [], (tab, unlabelled)
     page.click(".tabs a[data-tab=generate]")
+    page.wait_for_selector("#view-generate:not([hidden])")  # the tab shows its view on hashchange, a moment later
     page.focus("#f-prompt")
     page.keyboard.type("typed with the keyboard")
     for _ in range(80):
