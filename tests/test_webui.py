@@ -393,6 +393,26 @@ def test_the_servers_errors_show_next_to_their_field(serve: Callable[..., Served
     assert served.engine.specs == []
 
 
+def test_advanced_decoder_and_step_cache_reach_the_engine(serve: Callable[..., Served], open_page: Callable) -> None:
+    served = serve()
+    page, problems = open_page(served.url)
+    page.select_option("#f-model", "diffusion_models/flux-tiny.safetensors")
+    page.fill("#f-prompt", "a lighthouse")
+    page.fill("#f-width", "256")
+    page.fill("#f-height", "256")
+    page.click("summary:has-text('Advanced')")
+    page.select_option("#f-vae", "vae/ae.safetensors")
+    page.select_option("#f-cache", "easycache")
+    page.click("#gen-btn")
+    spec = wait_for_spec(served.engine, 1)
+    assert isinstance(spec, Txt2Img) and spec.cache is not None and spec.cache.mode == "easycache"
+    assert spec.vae == "vae/ae.safetensors" and spec.model.plan["vae_path"].endswith("vae/ae.safetensors")
+    problems.allow(r"422")  # no TAESD in this library: refused, next to the field
+    page.select_option("#f-decode", "taesd")
+    page.click("#gen-btn")
+    assert "no TAESD" in page.wait_for_selector("[data-field=decode] .field-error").text_content()
+
+
 def test_presets_and_prompt_templates(serve: Callable[..., Served], open_page: Callable) -> None:
     served = serve()
     page, _ = open_page(served.url)

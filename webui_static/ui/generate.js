@@ -201,6 +201,7 @@ function fillLibraryPickers() {
   const upscalers = byRole("upscaler").map((m) => [m.name, stem(m.name)]);
   fillSelect(f("up-model"), upscalers, { empty: upscalers.length ? undefined : "No upscalers in the library" });
   fillSelect(f("hires-upscaler"), [...HIRES_MODES.map((n) => [n, n]), ...upscalers]);
+  fillSelect(f("vae"), byRole("vae").map((m) => [m.name, stem(m.name)]), { empty: "the plan's VAE" });
 }
 
 function currentMode() {
@@ -358,6 +359,9 @@ export function build() {
   if (visible("guidance")) body.guidance = num("guidance");
   if (visible("clipskip") && num("clip-skip") !== -1) body.clip_skip = num("clip-skip");
   if (visible("flowshift")) body.flow_shift = num("flow-shift");
+  if (f("vae").value) body.vae = f("vae").value;
+  if (f("decode").value) body.decode = f("decode").value;
+  if (f("cache").value) body.cache = { mode: f("cache").value };
   if (mode !== "txt2img") {
     body.init_image = need(slots.init.item, "init_image", "Choose an input image").value;
     body.strength = num("strength");
@@ -511,6 +515,9 @@ export function applyParams(p, job = null) {
   if (p.output_format) set(job && job.kind === "video" ? "video-format" : "format", p.output_format);
   if (p.strength !== undefined) $("#strength-out").value = p.strength;
   if (p.vae_tiling !== undefined) f("vae-tiling").checked = !!p.vae_tiling;
+  f("vae").value = p.vae || "";
+  f("decode").value = p.decode || "";
+  f("cache").value = (p.cache && p.cache.mode) || "";
   if (p.loras) loras.set(p.loras);
   f("hires-on").checked = !!p.hires;
   if (p.hires) {
