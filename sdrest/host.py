@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,24 @@ def process_memory(pid: int | None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def vendor_gpus() -> list[dict[str, Any]]:
+    """GPUs and their memory as the vendor's tool reports them (nvidia-smi), for builds whose binding cannot ask ggml;
+    empty when there is no such tool or it fails. Runs a process: call from a thread."""
+    command = ["nvidia-smi", "--query-gpu=index,name,memory.free,memory.total", "--format=csv,noheader,nounits"]
+    if shutil.which(command[0]) is None:
+        return []
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    devices = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4 or not (parts[0].isdigit() and parts[2].isdigit() and parts[3].isdigit()):
+            continue
+        mib = 1024 * 1024
+        devices.append({"name": f"CUDA{parts[0]}", "description": parts[1], "memory_free": int(parts[2]) * mib,
+                        "memory_total": int(parts[3]) * mib, "source": "nvidia-smi"})  # fmt: skip
+    return devices

@@ -54,7 +54,12 @@ class Services:
     def probe_engine(self) -> None:
         """Learn what the engine was built with, without delaying start-up (run it on a thread)."""
         try:
-            self.build_info = self.engine.probe()
+            info = self.engine.probe()
+            gpus = [d for d in info.get("devices", []) if d.get("name", "CPU").upper() != "CPU"]
+            if not gpus and info.get("backend", "CPU") != "CPU":
+                # A binding that cannot list ggml's devices: the vendor's tool tells the memory instead.
+                info["devices"] = [*info.get("devices", []), *host.vendor_gpus()]
+            self.build_info = info
         except EngineError as e:  # generation cannot work: report it, keep serving the rest
             self.build_error = f"the stable-diffusion.cpp binding does not load: {e}"
             log.error("%s", self.build_error)

@@ -4,6 +4,7 @@ fits, and `POST /api/v1/estimate`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,27 @@ def test_estimate_says_whether_it_fits_and_about_how_long(
         refused = client.post("/api/v1/estimate", json=body).json()
         assert refused["fits"] is False and "GiB of RAM" in refused["message"]
         assert refused["memory"]["need_bytes"] > refused["memory"]["available_bytes"] == GIB // 4
+
+
+class CudaWithoutDevices(FakeEngine):
+    """A CUDA build whose binding cannot list ggml's devices (older bindings)."""
+
+    def probe(self) -> dict[str, Any]:
+        return {**super().probe(), "backend": "CUDA", "devices": []}
+
+
+def test_without_ggml_devices_the_vendor_tool_tells_the_gpu_memory(
+    models: Library, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = tmp_path / "bin" / "nvidia-smi"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho '0, NVIDIA GeForce RTX 3050, 3072, 4096'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+    spec, job = _run(models, data_dir, CudaWithoutDevices(), SD1)
+    assert load_options(spec) == {"keep_clip_on_cpu": True}  # as with ggml's 3 GiB free above
+    assert any("of CUDA0 memory free" in w for w in job.get("warnings", [])), job
+    with make_client(models, data_dir, CudaWithoutDevices()) as client:
+        devices = client.get("/api/v1/system").json()["devices"]
+    assert devices == [{"name": "CUDA0", "description": "NVIDIA GeForce RTX 3050", "memory_free": 3 * GIB,
+                        "memory_total": 4 * GIB, "source": "nvidia-smi"}]  # fmt: skip
