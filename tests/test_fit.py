@@ -181,3 +181,12 @@ def test_without_ggml_devices_the_vendor_tool_tells_the_gpu_memory(
         devices = client.get("/api/v1/system").json()["devices"]
     assert devices == [{"name": "CUDA0", "description": "NVIDIA GeForce RTX 3050", "memory_free": 3 * GIB,
                         "memory_total": 4 * GIB, "source": "nvidia-smi"}]  # fmt: skip
+
+
+def test_seconds_are_a_fixed_part_plus_a_part_per_unit_of_work() -> None:
+    from sdrest.jobs.estimate import _predict
+
+    # Text encoding and the VAE cost the same at every step count: 1 s fixed, 2 s per unit.
+    assert _predict([(1.0, 3.0), (2.0, 5.0), (2.0, 5.0)], 4.0) == pytest.approx(9.0)
+    assert _predict([(1.0, 3.0)], 4.0) == pytest.approx(12.0)  # one size seen: proportional
+    assert _predict([(1.0, 5.0), (2.0, 3.0)], 4.0) == pytest.approx(4 * 3.25)  # noise, no slope: proportional
