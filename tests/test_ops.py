@@ -126,6 +126,42 @@ def test_a_webhook_is_signed_and_retried_until_the_receiver_recovers(client: Tes
         receiver.close()
 
 
+def test_a_receiver_that_is_not_http_holds_up_nothing() -> None:
+    """A reply that is not HTTP used to end the sending thread; a retry waiting for its backoff used to hold up every
+    later event. Now the bad one is retried later, and the good one goes out at once."""
+    import socket
+
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen()
+
+    def answer_garbage() -> None:
+        while True:
+            try:
+                conn, _ = garbage.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"this is not HTTP\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    good = Receiver()
+    sender = webhooks.Sender(b"s" * 32, webhooks.AllowList("", loopback=True))
+    sender.start()
+    try:
+        sender.send(f"http://127.0.0.1:{garbage.getsockname()[1]}/hook", "completed", {"n": 1})
+        time.sleep(0.3)  # delivered and failed: its retry is due in RETRY_DELAYS[0]
+        start = time.monotonic()
+        sender.send(good.url, "completed", {"n": 2})
+        good.wait(1, timeout=5)
+        assert time.monotonic() - start < webhooks.RETRY_DELAYS[0] / 2
+    finally:
+        sender.stop()
+        garbage.close()
+        good.close()
+
+
 def test_webhook_targets_must_be_allowed(models: Library, data_dir: Path) -> None:
     with make_client(models, data_dir, FakeEngine(), auth="api_key") as client:
         svc = client.app.state.services  # type: ignore[attr-defined]

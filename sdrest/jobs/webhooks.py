@@ -10,9 +10,10 @@ a webhook cannot become a way into the server's private network.
 
 from __future__ import annotations
 
-import collections
 import hashlib
+import heapq
 import hmac
+import http.client
 import ipaddress
 import logging
 import socket
@@ -100,7 +101,7 @@ class Sender:
     def __init__(self, secret: bytes, allow: AllowList, timeout: float = 10.0) -> None:
         self.secret, self.allow, self.timeout = secret, allow, timeout
         self._cond = threading.Condition()
-        self._pending: collections.deque[tuple[float, int, str, str, bytes]] = collections.deque()
+        self._pending: list[tuple[float, int, str, str, bytes]] = []  # a heap: the next due first
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="sdrest-webhooks", daemon=True)
         self.delivered = 0
@@ -117,7 +118,7 @@ class Sender:
     def send(self, url: str, event: str, payload: Mapping[str, object]) -> None:
         body = msgspec.json.encode({"event": event, **payload})
         with self._cond:
-            self._pending.append((time.monotonic(), 0, url, event, body))
+            heapq.heappush(self._pending, (time.monotonic(), 0, url, event, body))
             self._cond.notify_all()
 
     def _loop(self) -> None:
@@ -128,11 +129,16 @@ class Sender:
                     self._cond.wait(wait)
                 if self._stopping:
                     return
-                due, attempt, url, event, body = self._pending.popleft()
-            if not self._deliver(url, event, body) and attempt < len(RETRY_DELAYS):
+                due, attempt, url, event, body = heapq.heappop(self._pending)
+            try:
+                delivered = self._deliver(url, event, body)
+            except Exception:  # a bug must not end the thread: every later webhook would be lost
+                log.exception("webhook to %s failed", urlsplit(url).hostname)
+                delivered = False
+            if not delivered and attempt < len(RETRY_DELAYS):
                 with self._cond:
-                    self._pending.append((time.monotonic() + RETRY_DELAYS[attempt], attempt + 1, url, event, body))
-                    self._pending = collections.deque(sorted(self._pending))
+                    retry = (time.monotonic() + RETRY_DELAYS[attempt], attempt + 1, url, event, body)
+                    heapq.heappush(self._pending, retry)
 
     def _deliver(self, url: str, event: str, body: bytes) -> bool:
         try:
@@ -147,7 +153,7 @@ class Sender:
         try:
             with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                 ok = 200 <= response.status < 300
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # HTTPException: not HTTP at all
             log.info("webhook to %s failed: %s", urlsplit(url).hostname, e)
             return False
         if ok:
