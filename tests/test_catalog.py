@@ -141,3 +141,17 @@ def test_a_file_dropped_in_while_running_is_found_by_name(
     library.add("vae-sd1-dec32", "vae/newer.safetensors")
     with pytest.raises(UnknownModel):
         catalog.get("newer")  # misses right after a scan do not rescan again (a flood of bad names costs nothing)
+
+
+def test_a_change_another_process_scanned_first_still_counts(library: Library, data_dir: Path) -> None:
+    """The CLI and the server share the cache file: when the CLI rescans a changed file first, the server's scan finds
+    its row fresh and writes nothing, yet its entry differs, and views built on the old version must go."""
+    path = library.add("taesd", "vae/b.safetensors")
+    server, cli = _catalog(library, data_dir), _catalog(library, data_dir)
+    server.scan()
+    version = server.version
+    path.unlink()
+    library.add("vae-flux-16ch", "vae/b.safetensors")
+    cli.scan()
+    entries = server.scan()
+    assert entries[0].architecture == "vae_flux" and server.version == version + 1

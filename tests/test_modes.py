@@ -58,9 +58,9 @@ def engine() -> FakeEngine:
 @pytest.fixture(autouse=True)
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The synthetic files are sparse and up to 40 GB: hashing them is not what these tests are about."""
-    from sdrest.jobs import hasher
+    from sdrest.library import catalog
 
-    monkeypatch.setattr(hasher, "sha256_file", lambda path, progress=None: "0" * 64)
+    monkeypatch.setattr(catalog, "sha256_file", lambda path, progress=None: "0" * 64)
 
 
 @pytest.fixture
@@ -195,6 +195,14 @@ def test_qwen_image_edit_reference_arguments(client: TestClient, engine: FakeEng
     assert isinstance(spec, Txt2Img) and kwargs["ref_images"] == spec.ref_images and len(spec.ref_images) == 2
     assert spec.model.plan["llm_path"].endswith("qwen_2.5_vl_7b.safetensors")
     assert job["params"]["ref_images"] == 2
+
+
+def test_a_refused_video_leaves_no_stored_inputs(client: TestClient, data_dir: Path) -> None:
+    body = {"model": "wan-t2v", "prompt": "waves <lora:nowhere:1>", "width": 64, "height": 64, "init_image": _png()}
+    response = client.post("/api/v1/video", json=body)
+    assert response.status_code == 422 and "nowhere" in response.json()["error"]["message"]
+    outputs = data_dir / "outputs"
+    assert not outputs.exists() or list(outputs.iterdir()) == []
 
 
 def test_video_arguments_for_wan(client: TestClient, engine: FakeEngine) -> None:

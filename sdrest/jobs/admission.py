@@ -414,6 +414,8 @@ def admit_video(
     _check_size("height", height, arch, settings)
     if width * height * request.frames > settings.max_pixels * 64:
         raise Invalid(f"{request.frames} frames of {width}x{height} is over this server's limit", field="$.frames")
+    prompting = _prompting(request, catalog, arch)  # before any input is stored: its LoRAs may be refused
+    prompting.pop("named_loras")
     job_id = uuid.uuid4().hex
     store = modes.Inputs(job_id, files, input_limits(settings), outputs)
     fields: dict[str, Any] = {}
@@ -437,8 +439,6 @@ def admit_video(
             sampling_method=(high and high.sampling_method) or sampler,
             scheduler=(high and high.scheduler) or request.scheduler,
         )
-    prompting = _prompting(request, catalog, arch)
-    prompting.pop("named_loras")
     spec = Video(
         model=ModelUse(entry.name, arch.id, plan, entry.path, options=options),
         **prompting,

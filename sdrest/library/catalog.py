@@ -149,7 +149,9 @@ class Catalog:
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, entry) VALUES (?, ?, ?, ?)", changed
                 )
                 db.executemany("DELETE FROM files WHERE path = ?", gone)
-            if changed or gone or self._entries is None or set(entries) != set(self._entries):
+            # Compared entry by entry: another process (the CLI) may have rescanned a changed file into the shared
+            # cache, so this scan finds its row fresh and writes nothing, yet the entry differs from ours.
+            if entries != self._entries:
                 self.version += 1
             self._entries = entries
             self._by_path = {e.path: e for e in entries.values()}
@@ -210,13 +212,14 @@ class Catalog:
         self._hashes[key] = (row[0], row[1])
         return self._hashes[key]
 
-    def hashes(self, entry: ModelFile) -> tuple[str, str]:
-        """(sha256, legacy hash) of a library file: from the cache, or computed (streamed) and cached."""
+    def hashes(self, entry: ModelFile, progress: Callable[[int, int], None] | None = None) -> tuple[str, str]:
+        """(sha256, legacy hash) of a library file: from the cache, or computed (streamed, `progress(done, total)`)
+        and cached."""
         cached = self.cached_hashes(entry)
         if cached is not None:
             return cached
         path = Path(entry.path)
-        sha256, legacy = sha256_file(path), legacy_hash(path)
+        sha256, legacy = sha256_file(path, progress), legacy_hash(path)
         self.store_hashes(entry, sha256, legacy)
         return sha256, legacy
 
