@@ -159,7 +159,7 @@ class Services:
             self.queue.files.remove(job.id)
         spec = job.spec
         assert isinstance(spec, EngineSpec)
-        past, _ = self.store.page(status="completed", limit=200)
+        past, _ = self.store.page(status="completed", limit=estimate.RECENT * 5, model=spec.model.name)
         snapshot = self.queue.snapshot()
         return {
             "model": spec.model.name,

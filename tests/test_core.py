@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 
 from sdrest.engine.errors import Cancelled
 from sdrest.engine.supervisor import Supervisor
-from sdrest.jobs import hasher as hasher_module
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.queue import JobQueue
 from sdrest.jobs.store import JobRecord, JobStore
+from sdrest.library import catalog as catalog_module
 from sdrest.library.catalog import Catalog
 from sdrest.settings import load_settings
 from tests.conftest import Library
@@ -90,7 +90,7 @@ def test_a_model_hash_never_holds_up_generation(
     flux_models: Library, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hash runs on its own lane: the engine starts at once, and the job reports the hash's progress."""
-    real_sha256 = hasher_module.sha256_file
+    real_sha256 = catalog_module.sha256_file
 
     def slow_sha256(path: Path, progress=None) -> str:  # type: ignore[no-untyped-def]
         for step in range(1, 5):
@@ -99,7 +99,7 @@ def test_a_model_hash_never_holds_up_generation(
                 progress(step, 4)
         return real_sha256(path)
 
-    monkeypatch.setattr(hasher_module, "sha256_file", slow_sha256)
+    monkeypatch.setattr(catalog_module, "sha256_file", slow_sha256)
     engine = FakeEngine()
     with make_client(flux_models, data_dir, engine) as client:
         started = time.monotonic()

@@ -66,9 +66,9 @@ def models(library: Library) -> Library:
 
 @pytest.fixture(autouse=True)
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdrest.jobs import hasher
+    from sdrest.library import catalog
 
-    monkeypatch.setattr(hasher, "sha256_file", lambda path, progress=None: "0" * 64)
+    monkeypatch.setattr(catalog, "sha256_file", lambda path, progress=None: "0" * 64)
 
 
 @pytest.fixture

@@ -58,9 +58,9 @@ PHONE, DESKTOP = 390, 1440
 @pytest.fixture(autouse=True)
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The header-only files are sparse and large: hashing them for the infotext is not what these tests are about."""
-    from sdrest.jobs import hasher
+    from sdrest.library import catalog
 
-    monkeypatch.setattr(hasher, "sha256_file", lambda path, progress=None: "0" * 64)
+    monkeypatch.setattr(catalog, "sha256_file", lambda path, progress=None: "0" * 64)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ class Dispatcher:
     ) -> None:
         self.lane, self.store, self.engine, self.hub = lane, store, engine, hub
         self.live, self.files, self.hasher, self.catalog = live, files, hasher, catalog
-        self.observe, self.metrics = observe, metrics
+        self.metrics = metrics
         self.life = Lifecycle(store, hub, live, observe)
         self.engine_lock = threading.Lock()
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdrest-finisher")

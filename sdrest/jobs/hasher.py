@@ -8,10 +8,8 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from sdrest.library.catalog import Catalog, ModelFile
-from sdrest.library.hashing import legacy_hash, sha256_file
 
 log = logging.getLogger("sdrest.jobs")
 ProgressFn = Callable[[int, int], None]
@@ -90,16 +88,15 @@ class ModelHasher:
                     return
                 task = self._pending.popleft()
             try:
-                path = Path(task.entry.path)
 
                 def report(done: int, total: int, task: _Hash = task) -> None:
                     task.progress = (done, total)
 
-                sha256 = sha256_file(path, report)
-                self.catalog.store_hashes(task.entry, sha256, legacy_hash(path))
-                task.sha256 = sha256
+                task.sha256, _ = self.catalog.hashes(task.entry, report)
             except OSError as e:
                 log.warning("cannot hash %s: %s", task.entry.name, e)
+            except Exception:  # a bug must not end the thread: jobs waiting on a hash would wait forever
+                log.exception("hashing %s failed", task.entry.name)
             finally:
                 task.done.set()
                 with self._cond:

@@ -7,7 +7,6 @@ Each function resolves one part of a request into spec fields, or raises `Invali
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from PIL import Image
 
@@ -158,6 +157,3 @@ def embeddings(texts: list[str], arch: Arch, catalog: Catalog) -> list[str]:
         for e in catalog.entries
         if e.role == "embedding" and not e.broken and e.architecture == wanted and e.stem in words
     )
-
-
-OutputReader = Callable[[str, str], bytes]

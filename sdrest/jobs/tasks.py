@@ -162,7 +162,6 @@ class TaskDispatcher:
         settings: Settings,
         observe: Observer,
     ) -> None:
-        self.observe = observe
         self.life = Lifecycle(store, hub, live, observe)
         self.lane, self.store, self.hub, self.live, self.catalog, self.settings = (
             lane,
