@@ -59,7 +59,9 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 NOBODY = Principal("anonymous", "admin", "none")  # auth = none: everything is allowed, as on a private machine
-GUEST = Principal("guest", "guest", "guest")
+# Not a name an account can have (see auth.users/api_keys `_NAME`): a user or key called "guest" must not share its
+# jobs with every anonymous reader.
+GUEST = Principal("(guest)", "guest", "guest")
 
 
 class AuthError(Exception):
@@ -106,14 +108,15 @@ class Authenticator:
             )
         self.throttle = LoginThrottle()
 
-    def identify(self, headers: dict[str, str], cookies: dict[str, str]) -> Principal | None:
-        """The principal the credentials prove, None when none were sent. Raises AuthError for bad ones."""
+    def identify(self, headers: dict[str, str], cookies: dict[str, str], address: str = "") -> Principal | None:
+        """The principal the credentials prove, None when none were sent. Raises AuthError for bad ones. `address`
+        (the client's) throttles password guesses sent as HTTP Basic, as logins are."""
         authorization = headers.get("authorization", "")
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value:
             return self._bearer(value.strip())
         if scheme.lower() == "basic" and value:
-            return self._basic(value.strip())
+            return self._basic(value.strip(), address)
         if key := headers.get("x-api-key"):
             return self._api_key(key.strip())
         if token := cookies.get(SESSION_COOKIE):
@@ -148,7 +151,7 @@ class Authenticator:
             return self._api_key(value)
         return self._token(value)
 
-    def _basic(self, value: str) -> Principal:
+    def _basic(self, value: str, address: str) -> Principal:
         # AUTOMATIC1111 clients send HTTP Basic: an API key as the password, or a local user's own password.
         try:
             user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
@@ -157,9 +160,13 @@ class Authenticator:
         if password.startswith("sdr_") and self.keys is not None:
             return self._api_key(password)
         if self.users is not None:
+            if (wait := self.throttle.delay(user, address)) > 0:
+                raise AuthError(f"too many failed attempts; try again in {wait:.0f} s")
             found = self.users.authenticate(user, password)
             if found is not None:
+                self.throttle.success(user, address)
                 return Principal(found.name, found.role, "basic")
+            self.throttle.failure(user, address)
         raise AuthError("wrong username, password or key")
 
 
@@ -204,7 +211,7 @@ class AccessControl:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         cookies = _cookies(headers.get("cookie", ""))
         try:
-            principal = await run_in_threadpool(self.auth.identify, headers, cookies)
+            principal = await run_in_threadpool(self.auth.identify, headers, cookies, _client(scope))
         except AuthError as e:
             if (method, path) in PUBLIC:
                 principal = None
@@ -213,7 +220,7 @@ class AccessControl:
                 await self._deny(errors.Unauthorized(str(e)), scope, receive, send)
                 return
         if principal is None:
-            principal = NOBODY if self.auth.open else GUEST if self.auth.optional else None
+            principal = GUEST if self.auth.optional else None  # (auth = none returned above)
         scope["principal"] = principal
         if (method, path) in PUBLIC:
             await self.app(scope, receive, send)

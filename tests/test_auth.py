@@ -293,3 +293,39 @@ def test_with_auth_off_credentials_are_ignored(models: Library, data_dir: Path) 
     with _app(models, data_dir) as client:
         assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer anything"}).status_code == 200
         assert client.get("/v1/models", headers={"Authorization": "Bearer sk-whatever"}).status_code == 200
+
+
+def test_an_account_named_guest_shares_nothing_with_anonymous_readers(models: Library, data_dir: Path) -> None:
+    key = _cli(data_dir, "keys", "create", "guest").strip()
+    with _app(models, data_dir, auth="api_key,optional") as client:
+        job = client.post("/api/v1/generate", json=FAST, headers={"Authorization": f"Bearer {key}"}).json()
+        assert client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()["total"] == 1
+        anonymous = client.get("/api/v1/jobs")
+        assert anonymous.status_code == 200 and anonymous.json()["total"] == 0
+        assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_a1111_progress_shows_only_your_own_running_job(models: Library, data_dir: Path) -> None:
+    alice = {"Authorization": f"Bearer {_cli(data_dir, 'keys', 'create', 'alice').strip()}"}
+    bob = {"Authorization": f"Bearer {_cli(data_dir, 'keys', 'create', 'bob').strip()}"}
+    with _app(models, data_dir, auth="api_key") as client:
+        job = client.post("/api/v1/generate", json={**FAST, "prompt": "slow", "steps": 4}, headers=alice).json()
+        deadline = time.monotonic() + 10
+        while client.get(f"/api/v1/jobs/{job['id']}", headers=alice).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        mine = client.get("/sdapi/v1/progress", headers=alice).json()
+        assert mine["state"]["job"] == job["id"]
+        theirs = client.get("/sdapi/v1/progress", headers=bob).json()
+        assert theirs["state"]["job"] == "" and theirs["current_image"] is None and theirs["state"]["job_count"] == 1
+        client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=alice)
+
+
+def test_passwords_guessed_over_basic_are_throttled_like_logins(secured: TestClient) -> None:
+    def basic(password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()}
+
+    for _ in range(3):  # free failures
+        assert secured.get("/api/v1/auth/me", headers=basic("guess")).status_code == 401
+    refused = secured.get("/api/v1/auth/me", headers=basic(PASSWORD))  # right, but after three wrong ones at once
+    assert refused.status_code == 401 and "too many failed attempts" in refused.json()["error"]["message"]

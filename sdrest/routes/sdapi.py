@@ -178,6 +178,9 @@ async def progress(request: Request) -> Response:
     snapshot = svc.queue.snapshot()
     running, live = snapshot["running"], snapshot["progress"] or {}
     job_count = len(snapshot["queued"]) + (1 if running else 0)
+    who = viewer(request)
+    if running and who is not None and not await run_in_threadpool(svc.queue.owned_by, who, [running]):
+        running, live = None, {}  # someone else's job counts, as in GET /api/v1/queue, but is not shown
     current = None
     if running and request.query_params.get("skip_current_image", "false").lower() != "true":
         preview = svc.queue.preview(running)
