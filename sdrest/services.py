@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,12 @@ from sdrest.engine.errors import EngineError
 from sdrest.engine.protocol import Engine
 from sdrest.engine.supervisor import Supervisor
 from sdrest.jobs import estimate, fit, webhooks
-from sdrest.jobs.admission import admit, admit_upscale, admit_video
+from sdrest.jobs.admission import admit, admit_load, admit_upscale, admit_video
 from sdrest.jobs.errors import Invalid, JobsError
 from sdrest.jobs.events import EventHub
 from sdrest.jobs.queue import JobQueue
-from sdrest.jobs.store import JobRecord, JobStore
-from sdrest.library.catalog import Catalog
+from sdrest.jobs.store import QUEUED, JobRecord, JobStore
+from sdrest.library.catalog import Catalog, ModelFile
 from sdrest.metrics import Metrics
 from sdrest.schemas import GenerateRequest, UpscaleRequest, VideoRequest
 from sdrest.settings import Settings
@@ -134,6 +136,14 @@ class Services:
         except JobsError:
             self.queue.files.remove(job.id)  # refused (does not fit, queue full): its stored inputs go with it
             raise
+
+    def load_job(self, entry: ModelFile, owner: str | None = None) -> JobRecord:
+        """A job that loads `entry` as an image job of it would (same plan and options), fitted to the memory there
+        is; raises JobsError (`Invalid`) when it cannot be. Blocking: call it on a thread."""
+        spec = admit_load(entry, self.catalog, self.settings)
+        job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=spec, owner=owner)
+        self.fit_memory(job, None)
+        return job
 
     def _admit(self, request: GenerateRequest | UpscaleRequest | VideoRequest) -> JobRecord:
         files, loaded = self.queue.files, self.queue.loaded_plan()

@@ -141,3 +141,15 @@ def test_taesd_previews_leave_the_image_to_the_vae(library: Library, data_dir: P
         output = client.get(f"/api/v1/jobs/{job['id']}/output/{wait_for(client, job['id'])['outputs'][0]['filename']}")
     # The image itself is the VAE's, byte for byte (pixels: the infotext differs only in its model hash order).
     assert Image.open(io.BytesIO(output.content)).tobytes() == Image.open(io.BytesIO(plain.content)).tobytes()
+
+
+def test_a1111_checkpoint_choice_loads_what_txt2img_then_uses(models: Library, data_dir: Path) -> None:
+    models.add("sd1-full", "checkpoints/sd15.safetensors")
+    engine = FakeEngine()
+    with make_client(models, data_dir, engine) as client:
+        assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "sd15"}).status_code == 200
+        txt2img = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "width": 64, "height": 64, "steps": 1})
+        assert txt2img.status_code == 200, txt2img.text
+    load, image = engine.specs
+    assert load.model.plan == image.model.plan and "taesd_path" in load.model.plan  # the preview TAESD too
+    assert load_options(load) == load_options(image) == {"tae_preview_only": True}

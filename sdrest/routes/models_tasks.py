@@ -17,7 +17,6 @@ from starlette.responses import Response
 from sdrest.engine import oneshot
 from sdrest.engine.errors import EngineError
 from sdrest.errors import Invalid, json_response
-from sdrest.jobs.admission import admit_load
 from sdrest.jobs.errors import Invalid as JobInvalid
 from sdrest.jobs.store import QUEUED, JobRecord
 from sdrest.library.convert import default_output
@@ -28,7 +27,7 @@ from sdrest.routes.jobs import job_view, owner, services
 from sdrest.routes.models_library import find_model
 from sdrest.routes.models_requests import ConvertRequest, HashRequest, ValidateRequest, decode_body
 from sdrest.services import Services
-from sdrest.specs import Convert, Hash, Load, ModelUse, Unload
+from sdrest.specs import Convert, Hash, Unload
 
 
 def _library_name(svc: Services, path: Path) -> str:
@@ -58,13 +57,10 @@ async def load(request: Request) -> Response:
 
     def plan() -> JobRecord:
         entry = find_model(svc, request.path_params["id"])
-        job = _job(Load(model=ModelUse(entry.name, "", {}, entry.path)), request)
         try:
-            job.spec = admit_load(entry, svc.catalog, svc.settings)
-            svc.fit_memory(job, None)
+            return svc.load_job(entry, owner(request))
         except JobInvalid as e:
             raise Invalid(str(e), field="id", details=e.details) from e
-        return job
 
     return await _submit(svc, await run_in_threadpool(plan), request)
 

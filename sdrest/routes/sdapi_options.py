@@ -4,8 +4,6 @@ and set through `/sdapi/v1/options`. A request's `override_settings` apply to th
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -13,14 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sdrest.jobs.admission import GENERATORS, choose_model
-from sdrest.jobs.store import COMPLETED, QUEUED, JobRecord
-from sdrest.library.plan import PlanError, make_plan
+from sdrest.jobs.store import COMPLETED
 from sdrest.routes.generate import wait_for_job
 from sdrest.routes.jobs import owner, services
 from sdrest.routes.sdapi_errors import A1111Error, a1111_errors
 from sdrest.routes.sdapi_requests import json_body, model_name
 from sdrest.services import Services
-from sdrest.specs import Load, ModelUse
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "sd_model_checkpoint": None,
@@ -79,16 +75,9 @@ async def set_options(request: Request) -> Response:
 async def _load(request: Request, svc: Services, name: str) -> None:
     """Load the model `name` through the queue, as A1111 loads a checkpoint when it is chosen."""
 
-    def plan() -> Load:
-        entry = choose_model(svc.catalog, name, None)
-        try:
-            made = make_plan(entry, svc.catalog.entries)
-        except PlanError as e:
-            raise A1111Error(422, str(e)) from e
-        return Load(model=ModelUse(entry.name, made.architecture, made.args, entry.path))
-
-    job = JobRecord(id=uuid.uuid4().hex, status=QUEUED, created_at=time.time(), spec=await run_in_threadpool(plan),
-                    owner=owner(request))  # fmt: skip
+    # The plan and options an image job of it gets, so the txt2img that follows finds the model loaded.
+    who = owner(request)
+    job = await run_in_threadpool(lambda: svc.load_job(choose_model(svc.catalog, name, None), who))
     await run_in_threadpool(svc.queue.submit, job)
     done = await wait_for_job(svc, job)
     if done.status != COMPLETED:
