@@ -42,7 +42,7 @@ PUBLIC_PREFIXES = (("GET", "/v1/files/"), ("HEAD", "/v1/files/"),
 _SAFE = ("GET", "HEAD", "OPTIONS")
 _ADMIN_READS = ("/api/v1/models/remote", "/api/v1/models/directories", "/api/v1/trash", "/api/v1/system", "/metrics")
 _ACCOUNTS = ("/api/v1/keys", "/api/v1/users")
-_MANAGED = ("/api/v1/models", "/api/v1/trash", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
+_MANAGED = ("/api/v1/models", "/api/v1/presets", "/api/v1/prompts", "/api/v1/neg_prompts")
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -200,7 +200,7 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_PREFIXES):
+        if any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_PREFIXES):  # not even looked at
             scope["principal"] = GUEST
             await self.app(scope, receive, send)
             return
@@ -259,6 +259,17 @@ class AccessControl:
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}" if client else "?"
+
+
+def authenticator(request: Any) -> Authenticator:
+    """The app's Authenticator (its key, user and token stores)."""
+    found: Authenticator = request.app.state.authenticator
+    return found
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether a route answers without credentials (the UI's files, health, signed image URLs, login)."""
+    return (method, path) in PUBLIC or any(method == m and path.startswith(prefix) for m, prefix in PUBLIC_PREFIXES)
 
 
 def principal_of(scope: Any) -> Principal:

@@ -121,6 +121,14 @@ def from_validation(error: msgspec.ValidationError | msgspec.DecodeError) -> Api
     return BadRequest(f"the body is not valid JSON: {text}")
 
 
+def decode_body(raw: bytes, kind: type) -> Any:
+    """`raw` (an empty body counts as `{}`) decoded as `kind`; a bad one raises the 422 naming the bad field."""
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise from_validation(e) from e
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
 

@@ -19,7 +19,7 @@ import msgspec
 from starlette.routing import BaseRoute, Mount, Route
 
 from sdrest import __version__
-from sdrest.access import PUBLIC, PUBLIC_PREFIXES, required_role
+from sdrest.access import is_public, required_role
 from sdrest.openapi_operations import (
     BINARY,
     JOB_LINKS,
@@ -184,7 +184,7 @@ def _operation(method: str, path: str, slashes: set[str], op: Op, schemas: _Sche
     for param in op.query:
         entry = {"name": param.name, "in": "query", "required": param.required, "schema": param.schema}
         parameters.append(entry | ({"description": param.description} if param.description else {}))
-    public = (method, path) in PUBLIC or any(method == m and path.startswith(p) for m, p in PUBLIC_PREFIXES)
+    public = is_public(method, path)
     role = required_role(method, path)
     description = op.description
     if auth != "none" and not public:

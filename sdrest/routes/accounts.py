@@ -9,7 +9,7 @@ never left without the admin who was using it.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest.access import Authenticator, principal_of
+from sdrest.access import authenticator, principal_of
 from sdrest.auth.api_keys import ApiKey, KeyStore
 from sdrest.auth.users import User, UserExists, UserStore
-from sdrest.errors import Conflict, Invalid, NotFound, from_validation, json_response
+from sdrest.errors import Conflict, Invalid, NotFound, decode_body, json_response
 
 Role = Literal["admin", "user", "guest"]
 
@@ -59,41 +59,29 @@ class UserList(msgspec.Struct):
     enabled: bool = True  # False: the auth setting has no jwt (the list is then empty)
 
 
-def _auth(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
-    return authenticator
-
-
 def _keys(request: Request) -> KeyStore:
-    store = _auth(request).keys
+    store = authenticator(request).keys
     if store is None:
         raise NotFound("API keys are not enabled on this server (add api_key to the auth setting)")
     return store
 
 
 def _users(request: Request) -> UserStore:
-    store = _auth(request).users
+    store = authenticator(request).users
     if store is None:
         raise NotFound("local users are not enabled on this server (add jwt to the auth setting)")
     return store
 
 
-async def _body(request: Request, kind: type) -> Any:
-    try:
-        return msgspec.json.decode(await request.body(), type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise from_validation(e) from e
-
-
 async def list_keys(request: Request) -> Response:
-    store = _auth(request).keys
+    store = authenticator(request).keys
     if store is None:
         return json_response(KeyList([], enabled=False))
     return json_response(KeyList(await run_in_threadpool(store.list)))
 
 
 async def create_key(request: Request) -> Response:
-    store, new = _keys(request), await _body(request, NewKey)
+    store, new = _keys(request), decode_body(await request.body(), NewKey)
     expires = time.time() + new.expires_days * 86400 if new.expires_days else None
     try:
         key, record = await run_in_threadpool(store.create, new.name, new.role, expires)
@@ -114,14 +102,14 @@ async def revoke_key(request: Request) -> Response:
 
 
 async def list_users(request: Request) -> Response:
-    store = _auth(request).users
+    store = authenticator(request).users
     if store is None:
         return json_response(UserList([], enabled=False))
     return json_response(UserList(await run_in_threadpool(store.list)))
 
 
 async def create_user(request: Request) -> Response:
-    store, new = _users(request), await _body(request, NewUser)
+    store, new = _users(request), decode_body(await request.body(), NewUser)
     try:
         user = await run_in_threadpool(store.add, new.name, new.password, new.role)
     except UserExists as e:
@@ -132,7 +120,7 @@ async def create_user(request: Request) -> Response:
 
 
 def _end_sessions(request: Request, name: str) -> None:
-    issuer = _auth(request).issuer
+    issuer = authenticator(request).issuer
     if issuer is not None:
         issuer.revoke_subject(name)
 
@@ -144,7 +132,7 @@ def _not_yourself(request: Request, name: str, change: str) -> None:
 
 
 async def change_user(request: Request) -> Response:
-    store, name, change = _users(request), request.path_params["name"], await _body(request, UserChange)
+    store, name, change = _users(request), request.path_params["name"], decode_body(await request.body(), UserChange)
     if change.role not in (None, "admin") or change.disabled:
         _not_yourself(request, name, "demote or disable")
 

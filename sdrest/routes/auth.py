@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest.access import REFRESH_COOKIE, SESSION_COOKIE, Authenticator, principal_of
+from sdrest.access import REFRESH_COOKIE, SESSION_COOKIE, Authenticator, authenticator, principal_of
 from sdrest.auth import system_accounts
 from sdrest.auth.passwords import verify_dummy
 from sdrest.auth.tokens import InvalidToken, Tokens
@@ -34,11 +34,6 @@ class Login(msgspec.Struct, forbid_unknown_fields=True):
 
 class Refresh(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: str | None = None
-
-
-def _auth(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
-    return authenticator
 
 
 async def _credentials(request: Request) -> Login:
@@ -86,7 +81,7 @@ def _with_cookies(request: Request, tokens: Tokens, auth: Authenticator) -> Resp
 
 
 async def login(request: Request) -> Response:
-    auth = _auth(request)
+    auth = authenticator(request)
     if auth.issuer is None:
         raise Unauthorized("logins are not enabled on this server (auth needs jwt or pam)")
     body = await _credentials(request)
@@ -118,7 +113,7 @@ async def _refresh_token(request: Request) -> str | None:
 
 
 async def refresh(request: Request) -> Response:
-    auth = _auth(request)
+    auth = authenticator(request)
     token = await _refresh_token(request)
     if auth.issuer is None or not token:
         raise Unauthorized("send a refresh_token (or the refresh cookie)")
@@ -131,7 +126,7 @@ async def refresh(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    auth = _auth(request)
+    auth = authenticator(request)
     token = await _refresh_token(request)
     if auth.issuer is not None and token:
         await run_in_threadpool(auth.issuer.revoke, token)

@@ -12,13 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.errors import Conflict, Invalid, NotFound, json_response
+from sdrest.errors import Conflict, Invalid, NotFound, decode_body, json_response
 from sdrest.jobs.store import QUEUED, JobRecord
 from sdrest.library.folders import folder_for_role
 from sdrest.library.headers import MODEL_SUFFIXES
 from sdrest.library.names import BadName, inside
 from sdrest.routes.jobs import job_view, owner, services
-from sdrest.routes.models_requests import DownloadRequest, PullRequest, decode_body
+from sdrest.routes.models_requests import DownloadRequest, PullRequest
 from sdrest.routes.models_tasks import queued
 from sdrest.specs import Download
 

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
-from sdrest.errors import from_validation
 from sdrest.library.architectures import ROLES
 from sdrest.library.convert import CONVERT_TYPES
 
@@ -46,11 +45,3 @@ class ValidateRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     id: Name
-
-
-def decode_body(raw: bytes, kind: type) -> Any:
-    """`raw` (an empty body counts as `{}`) decoded as `kind`; a bad one raises the 422 naming the bad field."""
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise from_validation(e) from e

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from sdrest.engine import oneshot
 from sdrest.engine.errors import EngineError
-from sdrest.errors import Invalid, json_response
+from sdrest.errors import Invalid, decode_body, json_response
 from sdrest.jobs.errors import Invalid as JobInvalid
 from sdrest.jobs.store import QUEUED, JobRecord
 from sdrest.library.convert import default_output
@@ -25,7 +25,7 @@ from sdrest.library.plan import PlanError, make_plan
 from sdrest.routes.generate import wait_for_job
 from sdrest.routes.jobs import job_view, owner, services
 from sdrest.routes.models_library import find_model
-from sdrest.routes.models_requests import ConvertRequest, HashRequest, ValidateRequest, decode_body
+from sdrest.routes.models_requests import ConvertRequest, HashRequest, ValidateRequest
 from sdrest.services import Services
 from sdrest.specs import Convert, Hash, Unload
 

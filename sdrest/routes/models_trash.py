@@ -11,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.errors import Conflict, Invalid, json_response
+from sdrest.errors import Conflict, Invalid, decode_body, json_response
 from sdrest.library.names import BadName
 from sdrest.library.trash import Trash, TrashError
 from sdrest.routes.jobs import services
 from sdrest.routes.models_library import find_model
-from sdrest.routes.models_requests import RestoreRequest, decode_body
+from sdrest.routes.models_requests import RestoreRequest
 from sdrest.services import Services
 
 

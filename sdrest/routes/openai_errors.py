@@ -10,12 +10,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.errors import ApiError, EngineUnavailable, from_domain
+from sdrest.errors import ApiError, EngineUnavailable, from_domain, json_response
 from sdrest.jobs.errors import JobsError
 
 log = logging.getLogger("sdrest.openai")
@@ -107,8 +106,3 @@ def openai_errors(endpoint: Endpoint) -> Endpoint:
             return OpenAIError(500, "internal server error").response()
 
     return wrapped
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """`body` as JSON, encoded by msgspec."""
-    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)

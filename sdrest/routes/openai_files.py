@@ -17,7 +17,6 @@ from sdrest.jobs.store import JobRecord
 from sdrest.routes.jobs import services
 from sdrest.routes.openai_errors import OpenAIError
 
-PUBLIC_PREFIXES = ("/v1/files/",)  # signed image URLs: fetched without credentials (browsers, LibreChat)
 URL_SECONDS = 3600  # how long an image URL stays valid, as OpenAI's do
 
 

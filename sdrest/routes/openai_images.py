@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from sdrest import images
-from sdrest.errors import EngineUnavailable, from_validation
+from sdrest.errors import EngineUnavailable, from_validation, json_response
 from sdrest.jobs.admission import GENERATORS
 from sdrest.jobs.events import TERMINAL
 from sdrest.jobs.modes import REF_IMAGE_ARCHITECTURES
@@ -34,7 +34,6 @@ from sdrest.routes.openai_errors import (
     Endpoint,
     OpenAIError,
     from_native,
-    json_response,
     missing_parameter,
     model_not_found,
     openai_errors,
