@@ -155,3 +155,19 @@ def test_a_change_another_process_scanned_first_still_counts(library: Library, d
     cli.scan()
     entries = server.scan()
     assert entries[0].architecture == "vae_flux" and server.version == version + 1
+
+
+def test_a_model_trashed_from_an_automatic1111_install_comes_back_where_it_was(tmp_path: Path, data_dir: Path) -> None:
+    from sdrest.library.trash import Trash
+
+    install = Library(tmp_path / "stable-diffusion-webui")
+    install.add("sd1-sdxs", "models/Stable-diffusion/sdxs.safetensors")
+    catalog = Catalog(install.root, data_dir / "a1111.sqlite3")
+    (entry,) = catalog.scan()
+    assert entry.name == "Stable-diffusion/sdxs.safetensors"  # relative to models/, the library root here
+    trash = Trash(data_dir / "trash", catalog.models_dir)
+    record = trash.put(entry)
+    assert not (install.root / "models/Stable-diffusion/sdxs.safetensors").exists()
+    trash.restore(record.id)
+    assert (install.root / "models/Stable-diffusion/sdxs.safetensors").is_file()
+    assert [e.name for e in catalog.scan()] == ["Stable-diffusion/sdxs.safetensors"]

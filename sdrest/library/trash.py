@@ -3,8 +3,6 @@ directory, from which it can be restored; nothing is unlinked."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 import uuid
@@ -24,6 +22,7 @@ class TrashEntry(msgspec.Struct):
     size: int
     deleted_at: float
     files: list[str]  # file names kept, the model first
+    folder: str = ""  # the folder it was in, relative to the models directory ("" in entries from before: `name`'s)
 
 
 class TrashError(RuntimeError):
@@ -54,7 +53,13 @@ class Trash:
         for source in [path, *sidecars(path)]:
             shutil.move(source, folder / source.name)
             moved.append(source.name)
-        record = TrashEntry(trash_id, entry.name, entry.size, time.time(), moved)
+        # The folder itself, not `name`'s: names are relative to the library root, which is models/models for an
+        # AUTOMATIC1111 install.
+        try:
+            folder_name = path.parent.relative_to(self.models_dir.resolve()).as_posix()
+        except ValueError:
+            folder_name = ""  # not under the models directory: restored by its name, as before
+        record = TrashEntry(trash_id, entry.name, entry.size, time.time(), moved, folder_name)
         (folder / "trash.json").write_bytes(msgspec.json.encode(record))
         return record
 
@@ -64,7 +69,7 @@ class Trash:
             for info in self.root.glob("*/trash.json"):
                 try:
                     entries.append(msgspec.json.decode(info.read_bytes(), type=TrashEntry))
-                except (OSError, msgspec.DecodeError, json.JSONDecodeError):
+                except (OSError, msgspec.DecodeError):
                     continue
         return sorted(entries, key=lambda e: -e.deleted_at)
 
@@ -77,18 +82,13 @@ class Trash:
             record = msgspec.json.decode((folder / "trash.json").read_bytes(), type=TrashEntry)
         except (OSError, msgspec.DecodeError):
             raise TrashError(f"no trash entry {trash_id!r}") from None
-        target = inside(self.models_dir, record.name, nested=True).parent
+        placed = f"{record.folder}/{Path(record.name).name}" if record.folder not in ("", ".") else record.name
+        target = inside(self.models_dir, placed, nested=True).parent
         clashes = [name for name in record.files if (target / name).exists()]
         if clashes:
             raise TrashError(f"{', '.join(clashes)} exists in the library again; move it away first")
         target.mkdir(parents=True, exist_ok=True)
         for name in record.files:
-            os.replace(folder / name, target / name) if _same_device(folder, target) else shutil.move(
-                folder / name, target / name
-            )
+            shutil.move(folder / name, target / name)  # a rename on the same device
         shutil.rmtree(folder, ignore_errors=True)
         return record
-
-
-def _same_device(a: Path, b: Path) -> bool:
-    return a.stat().st_dev == b.stat().st_dev
