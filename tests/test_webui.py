@@ -532,6 +532,10 @@ def test_models_load_inspect_hash_and_the_system_page(
     page.keyboard.press("Escape")
     page.select_option("#m-role", "lora")
     assert page.locator(".mrow").count() == 1
+    # A model dropped into the library and found by Rescan is offered on the Generate form too.
+    library.add("sd1-sdxs", "checkpoints/extra.safetensors")
+    page.click("button:has-text('Rescan')")
+    page.wait_for_selector("#f-model option[value='checkpoints/extra.safetensors']", state="attached")
     page.click(".tabs a[data-tab=system]")
     page.wait_for_selector("#s-health dd:has-text('ok')")
     assert "flux-tiny" in page.text_content("#s-health")

@@ -61,6 +61,14 @@ export function init(context) {
   ctx.on("job-done", scheduleEstimate);
   ctx.on("ready", scheduleEstimate);
   f("model").addEventListener("change", () => modelChanged());
+  ctx.on("library", (models) => {
+    // The Models tab read the library again (a download, a conversion, a deletion): list what is there now.
+    const current = f("model").value;
+    library = models;
+    delete f("model").dataset.saved; // the remembered choice was for the first load only
+    fillModels(current);
+    modelChanged("keep");
+  });
   for (const radio of $$("input[name=mode]", form)) radio.addEventListener("change", () => setMode(radio.value));
   for (const id of ["width", "height"]) f(id).addEventListener("change", () => snapSize());
   f("aspect").addEventListener("change", () => aspect(f("aspect").value));

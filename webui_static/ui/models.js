@@ -15,7 +15,6 @@ const GENERATING = ["checkpoint", "diffusion_model"];
 let ctx;
 let library = [];
 let stale = true;
-const tasks = new Map(); // job id → {row, watcher}
 
 export function mount(root, context) {
   ctx = context;
@@ -100,6 +99,7 @@ async function load(refresh = false) {
   } catch (e) {
     return toast(e.message, "error");
   }
+  ctx.emit("library", library); // the Generate form lists the same models
   const roles = [...new Set(library.map((m) => m.role))].sort();
   const archs = [...new Set(library.map((m) => m.architecture).filter(Boolean))].sort();
   fillSelect($("#m-role"), roles.map((r) => [r, ROLE_NAMES[r] || r]), { empty: "All roles" });
@@ -275,12 +275,11 @@ function follow(label, job) {
       if (type === "completed") toast(`${label}: done${where}`, "ok");
       else if (type === "failed") toast(`${label} failed`, "error");
       else toast(`${label}: cancelled`);
-      tasks.delete(job.id);
       refreshWorker();
-      if (type === "completed" && /^(Convert|Download|Hash)/.test(label)) load(true);
+      // The task rescanned the library itself; a hash changes nothing the list shows.
+      if (type === "completed" && /^(Convert|Download)/.test(label)) load();
     },
   });
-  tasks.set(job.id, { item, watcher });
 }
 
 async function listRemote() {
